@@ -1,0 +1,102 @@
+// The mounted filesystem: routes, branches, nodes, and the operations the kernel
+// sends. Each group of operations lives in its own op_*.cc file; this header is
+// what they share. Every access to a backing tree goes through a directory fd held
+// by a node and a single, validated name component: no path string is ever walked,
+// no symlink found in a backing tree is ever followed.
+#pragma once
+
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "fs/mount_config.h"
+#include "fs/node_table.h"
+#include "fs/route_table.h"
+
+namespace cachefs {
+
+class Filesystem {
+ public:
+  // Opens every backing directory and the store. Throws UsageError.
+  explicit Filesystem(const MountConfig& cfg);
+
+  const MountConfig& config() const { return cfg_; }
+  const RouteTable& routes() const { return routes_; }
+  NodeTable& nodes() { return nodes_; }
+  bool read_only() const { return cfg_.write_mode == WriteMode::kReadonly; }
+  size_t branch_count() const { return routes_.branch_count(); }
+
+  // The fuse_lowlevel_ops table; userdata is the Filesystem.
+  static const fuse_lowlevel_ops& operations();
+
+  // ---- shared helpers for the op_*.cc files ----
+
+  // The O_PATH fd of `dir` in branch `b`, or -errno. With `create`, makes the missing
+  // directory chain in that branch (modes copied from the union directory).
+  int dir_fd(Node* dir, BranchIndex b, bool create);
+
+  // Looks `name` up in `parent` and fills `e` (counting one lookup). Returns 0 or an
+  // errno; ENOENT when nothing is visible there.
+  int lookup(Node* parent, std::string_view name, fuse_entry_param& e);
+
+  // What `name` in `parent` is on disk right now, per branch, without making a node.
+  struct Probe {
+    Resolution res;
+    std::vector<NodeTable::Found> found;  // per branch: fd invalid when absent
+  };
+  int probe(Node* parent, std::string_view name, Probe& out, bool all_branches);
+
+  // Attributes as the mount shows them.
+  int getattr(Node* n, struct stat& st);
+  void fill_entry(Node* n, const struct stat& st, fuse_entry_param& e) const;
+
+  // A readable/writable fd for a non-directory's contents, or -errno.
+  int io_fd(Node* n, bool write);
+  // A real (not O_PATH) fd on a directory in branch b, for fchmod, xattrs, readdir.
+  UniqueFd open_dir(Node* dir, BranchIndex b, int flags = O_RDONLY);
+
+  // Where a new entry named `name` in `parent` goes; checks the name and the mode.
+  // On success `branch` and `parent_fd` (created chain) are set.
+  int prepare_create(Node* parent, std::string_view name, bool is_dir, BranchIndex& branch,
+                     int& parent_fd);
+  // Gives a just-created entry to the requesting user and makes its node; fills `e`.
+  // `fd` is the descriptor creating it gave, if any. Returns 0 or an errno.
+  int finish_create(fuse_req_t req, Node* parent, int parent_fd, std::string_view name,
+                    BranchIndex branch, UniqueFd fd, bool fd_writable, fuse_entry_param& e);
+  void chown_to_caller(fuse_req_t req, int fd, const char* name, const struct stat& st);
+
+  // The inode number shown for a backing inode in branch b.
+  uint64_t shown_ino(BranchIndex b, const struct stat& st) const;
+  bool is_store(const struct stat& st) const {
+    return st.st_dev == store_dev_ && st.st_ino == store_ino_;
+  }
+  // A name the mount must not accept: empty, ".", "..", containing '/', too long.
+  static bool valid_name(std::string_view name);
+
+  // Set by init: the kernel lets us decline OPEN once and never sends it again.
+  bool no_open = false;
+
+ private:
+  MountConfig cfg_;
+  RouteTable routes_;
+  std::vector<UniqueFd> root_fds_;  // moved into nodes_
+  NodeTable nodes_;
+  UniqueFd store_fd_;
+  dev_t store_dev_ = 0;
+  ino_t store_ino_ = 0;
+  bool single_device_ = true;
+  std::vector<uint64_t> branch_dev_index_;
+};
+
+// fuse_req_userdata, typed.
+inline Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
+
+// Runs the mount until unmounted or signalled; returns the process exit code.
+int run_mount(const MountConfig& cfg);
+
+}  // namespace cachefs

@@ -1,0 +1,367 @@
+#include "fs/mount_config.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <CLI/CLI.hpp>
+#include <array>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include "common/error.h"
+#include "common/log.h"
+
+namespace cachefs {
+namespace {
+
+// cachefs settings that -o accepts as key=value; each is the flag of the same name
+// with '_' for '-'. Boolean ones take no value.
+constexpr std::array<std::string_view, 13> kValueKeys = {
+    "cache_directory", "define_cache_directories", "config",       "resolution_policy",
+    "store",           "write_mode",               "threads",      "log_level",
+    "entry_timeout",   "attr_timeout",             "negative_timeout", "source",
+    "pid_file"};
+constexpr std::array<std::string_view, 1> kBoolKeys = {"no_writeback_cache"};
+
+// Mount options libfuse hands to the kernel (or handles itself).
+constexpr std::array<std::string_view, 26> kFuseKeys = {
+    "allow_other", "allow_root", "default_permissions", "ro",        "rw",       "suid",
+    "nosuid",      "dev",        "nodev",               "exec",      "noexec",   "async",
+    "sync",        "atime",      "noatime",             "diratime",  "nodiratime", "relatime",
+    "norelatime",  "strictatime", "dirsync",            "auto_unmount", "fsname", "subtype",
+    "max_read",    "blkdev"};
+// fstab/mount(8) bookkeeping words that reach us through mount.fuse3 and mean
+// nothing to the filesystem.
+constexpr std::array<std::string_view, 8> kIgnoredKeys = {
+    "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser"};
+
+template <size_t N>
+bool in(const std::array<std::string_view, N>& set, std::string_view key) {
+  for (auto k : set)
+    if (k == key) return true;
+  return false;
+}
+
+std::string flag_for(std::string_view key) {
+  std::string f = "--";
+  for (char c : key) f += c == '_' ? '-' : c;
+  return f;
+}
+
+// Splits -o values on ',' and turns cachefs keys into flags placed before the real
+// command line (so an explicit flag, parsed later, wins); FUSE keys are collected.
+void expand_dash_o(const std::vector<std::string>& values, std::vector<std::string>& flags,
+                   std::vector<std::string>& fuse, bool& read_only) {
+  for (const std::string& value : values) {
+    size_t start = 0;
+    while (start <= value.size()) {
+      size_t comma = value.find(',', start);
+      if (comma == std::string::npos) comma = value.size();
+      const std::string opt = value.substr(start, comma - start);
+      start = comma + 1;
+      if (opt.empty()) continue;
+      const size_t eq = opt.find('=');
+      const std::string key = opt.substr(0, eq);
+      if (in(kValueKeys, key)) {
+        if (eq == std::string::npos) throw UsageError::make("-o {}: needs a value ({}=...)", key, key);
+        flags.push_back(flag_for(key) + "=" + opt.substr(eq + 1));
+      } else if (in(kBoolKeys, key) || key == "debug") {
+        if (eq != std::string::npos) throw UsageError::make("-o {}: takes no value", key);
+        flags.push_back(flag_for(key));
+      } else if (in(kFuseKeys, key)) {
+        if (key == "ro") read_only = true;
+        if (key == "rw") read_only = false;
+        fuse.push_back(opt);
+      } else if (in(kIgnoredKeys, key) || key.starts_with("x-") || key.starts_with("comment=")) {
+        continue;
+      } else {
+        throw UsageError::make("-o {}: unknown mount option (see cachefs(8))", opt);
+      }
+    }
+  }
+}
+
+std::optional<std::string> env_value(const GetEnv& getenv, const char* name) {
+  const char* v = getenv(name);
+  if (v == nullptr || *v == '\0') return std::nullopt;  // empty counts as unset
+  return std::string(v);
+}
+
+std::string node_where(const std::string& path, const YAML::Node& n) {
+  return fmt::format("{}:{}:{}", path, n.Mark().line + 1, n.Mark().column + 1);
+}
+
+std::string scalar(const std::string& path, const YAML::Node& n, std::string_view field) {
+  if (!n.IsScalar()) throw UsageError::make("{}: '{}' must be a string", node_where(path, n), field);
+  return n.as<std::string>();
+}
+
+std::string canonical_dir(const std::string& dir, std::string_view what) {
+  char buf[PATH_MAX];
+  if (::realpath(dir.c_str(), buf) == nullptr) {
+    throw UsageError::make("{} '{}': {}", what, dir, std::strerror(errno));
+  }
+  struct stat st {};
+  if (::stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw UsageError::make("{} '{}': not a directory", what, dir);
+  }
+  return buf;
+}
+
+bool inside(const std::string& child, const std::string& parent) {
+  if (child == parent) return true;
+  const std::string p = parent == "/" ? parent : parent + "/";
+  return child.starts_with(p);
+}
+
+}  // namespace
+
+std::string_view to_string(WriteMode m) {
+  return m == WriteMode::kPassthrough ? "passthrough" : "readonly";
+}
+
+ConfigFileSettings read_config_file(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw UsageError::make("--config '{}': {}", path, std::strerror(errno ? errno : ENOENT));
+  } catch (const YAML::ParserException& e) {
+    throw UsageError::make("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  ConfigFileSettings s;
+  if (root.IsNull()) return s;
+  if (!root.IsMap()) throw UsageError::make("{}: the config file must be a mapping", node_where(path, root));
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    const YAML::Node& v = kv.second;
+    if (key == "cache-directory") {
+      s.cache_directory = scalar(path, v, key);
+    } else if (key == "resolution-policy") {
+      s.resolution_policy = scalar(path, v, key);
+    } else if (key == "write-mode") {
+      s.write_mode = scalar(path, v, key);
+    } else if (key == "store") {
+      s.store = scalar(path, v, key);
+    } else if (key == "routes") {
+      if (!v.IsSequence()) throw UsageError::make("{}: 'routes' must be a list", node_where(path, v));
+      for (const auto& r : v) {
+        if (!r.IsMap()) {
+          throw UsageError::make("{}: a route must be a mapping with 'directory' and 'regex'",
+                                 node_where(path, r));
+        }
+        RouteSpec spec;
+        bool have_dir = false;
+        for (const auto& f : r) {
+          const std::string fk = f.first.as<std::string>();
+          if (fk == "directory") {
+            spec.directory = scalar(path, f.second, "directory");
+            have_dir = true;
+          } else if (fk == "regex") {
+            spec.regex = f.second.IsNull() ? "" : scalar(path, f.second, "regex");
+          } else {
+            throw UsageError::make("{}: unknown route field '{}' (use directory, regex)",
+                                   node_where(path, f.first), fk);
+          }
+        }
+        if (!have_dir || spec.directory.empty()) {
+          throw UsageError::make("{}: route without a 'directory'", node_where(path, r));
+        }
+        s.routes.push_back(std::move(spec));
+      }
+    } else {
+      throw UsageError::make(
+          "{}: unknown key '{}' (use cache-directory, routes, resolution-policy, write-mode, store)",
+          node_where(path, kv.first), key);
+    }
+  }
+  return s;
+}
+
+bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, MountConfig& out) {
+  // First pass: pull out -o values so their cachefs keys can become flags.
+  std::vector<std::string> raw(argv + 1, argv + argc);
+  std::vector<std::string> dash_o, rest;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == "-o") {
+      if (i + 1 == raw.size()) throw UsageError("-o: needs a value");
+      dash_o.push_back(raw[++i]);
+    } else if (raw[i].starts_with("-o") && raw[i] != "-o") {
+      dash_o.push_back(raw[i].substr(2));
+    } else {
+      rest.push_back(raw[i]);
+    }
+  }
+  bool read_only_opt = false;
+  std::vector<std::string> args;
+  expand_dash_o(dash_o, args, out.fuse_options, read_only_opt);
+  args.insert(args.end(), rest.begin(), rest.end());
+
+  CLI::App app{"cachefs: a routed, deduplicating FUSE filesystem for build caches", "cachefs"};
+  app.set_version_flag("-V,--version", "cachefs " CACHEFS_VERSION);
+  std::string cache_dir, define, config, policy, store, write_mode, log_level, source, pid_file;
+  std::vector<std::string> positionals;
+  const auto last = CLI::MultiOptionPolicy::TakeLast;
+  app.add_option("--cache-directory", cache_dir, "default backing directory (catch-all route)")
+      ->multi_option_policy(last);
+  app.add_option("--define-cache-directories", define, "routes: 'DIR1=REGEX1|DIR2=REGEX2|...'")
+      ->multi_option_policy(last);
+  app.add_option("--config", config, "YAML file with routes and settings")->multi_option_policy(last);
+  app.add_option("--resolution-policy", policy, "strict (default) or weak")->multi_option_policy(last);
+  app.add_option("--store", store, "object store directory (default: <cache dir>/.cachefs)")
+      ->multi_option_policy(last);
+  app.add_option("--write-mode", write_mode, "passthrough (default) or readonly")
+      ->multi_option_policy(last);
+  app.add_option("--threads", out.threads, "maximum FUSE worker threads")
+      ->multi_option_policy(last)
+      ->check(CLI::Range(1u, 1024u));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->multi_option_policy(last);
+  app.add_option("--entry-timeout", out.entry_timeout, "seconds the kernel may cache names")
+      ->multi_option_policy(last)
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--attr-timeout", out.attr_timeout, "seconds the kernel may cache attributes")
+      ->multi_option_policy(last)
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--negative-timeout", out.negative_timeout,
+                 "seconds the kernel may cache a name's absence")
+      ->multi_option_policy(last)
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--source", source, "same as a SOURCE argument (mount(8) style)")
+      ->multi_option_policy(last);
+  app.add_option("--pid-file", pid_file, "write the daemon's pid here once mounted")
+      ->multi_option_policy(last);
+  bool no_writeback = false;
+  app.add_flag("--no-writeback-cache", no_writeback, "write through instead of kernel write-back");
+  app.add_flag("-f,--foreground", out.foreground, "stay in the foreground");
+  app.add_flag("-d,--debug", out.debug, "log every request (implies -f)");
+  app.add_option("[SOURCE] MOUNTPOINT", positionals, "mount(8) style: SOURCE is the cache directory")
+      ->expected(1, 2);
+  app.footer("Also: -o opt[,opt...] with FUSE mount options and any of the above as key=value.\n"
+             "Environment: CACHEFS_CACHE_DIRECTORY, CACHEFS_DEFINE_CACHE_DIRECTORIES,\n"
+             "CACHEFS_RESOLUTION_POLICY. See cachefs(8).");
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return false;
+  } catch (const CLI::CallForVersion&) {
+    std::cout << app.version() << "\n";
+    return false;
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    if (msg.find("[SOURCE] MOUNTPOINT") != std::string::npos && positionals.empty()) {
+      msg = "missing MOUNTPOINT (usage: cachefs [OPTIONS] [SOURCE] MOUNTPOINT)";
+    }
+    throw UsageError(msg);
+  }
+  if (positionals.empty()) throw UsageError("missing MOUNTPOINT (usage: cachefs [OPTIONS] [SOURCE] MOUNTPOINT)");
+  out.mountpoint = positionals.back();
+  if (positionals.size() == 2) source = positionals.front();
+  if (out.debug) out.foreground = true;
+  out.writeback_cache = !no_writeback;
+  if (!log_level.empty()) out.log_level = parse_log_level(log_level);
+  else if (out.debug) out.log_level = spdlog::level::debug;
+  out.pid_file = pid_file;
+
+  // mount(8) passes the fstab source; "none" or a fs name means "no source".
+  if (!source.empty() && source.find('/') != std::string::npos) {
+    if (!cache_dir.empty() && cache_dir != source) {
+      throw UsageError::make("SOURCE '{}' and --cache-directory '{}' disagree", source, cache_dir);
+    }
+    cache_dir = source;
+  }
+
+  ConfigFileSettings file;
+  if (!config.empty()) file = read_config_file(config);
+
+  auto pick = [&](std::string flag, const std::string& from_file,
+                  const char* env) -> std::pair<std::string, std::string> {
+    if (!flag.empty()) return {flag, "flag"};
+    if (!from_file.empty()) return {from_file, "config"};
+    if (env != nullptr) {
+      if (auto v = env_value(getenv, env)) return {*v, env};
+    }
+    return {"", ""};
+  };
+
+  // Routes: a flag replaces the config file's list, which replaces the environment's.
+  if (!define.empty()) {
+    out.routes = parse_route_spec(define);
+  } else if (!file.routes.empty()) {
+    out.routes = file.routes;
+  } else if (auto v = env_value(getenv, "CACHEFS_DEFINE_CACHE_DIRECTORIES")) {
+    try {
+      out.routes = parse_route_spec(*v);
+    } catch (const UsageError& e) {
+      std::string m = e.what();
+      m.replace(0, std::strlen("--define-cache-directories"), "CACHEFS_DEFINE_CACHE_DIRECTORIES");
+      throw UsageError(m);
+    }
+  }
+  const auto [dir, dir_from] = pick(cache_dir, file.cache_directory, "CACHEFS_CACHE_DIRECTORY");
+  if (!dir.empty()) out.routes.push_back({dir, ""});
+
+  const auto [pol, pol_from] = pick(policy, file.resolution_policy, "CACHEFS_RESOLUTION_POLICY");
+  if (!pol.empty()) {
+    out.policy = parse_resolution_policy(
+        pol, pol_from == "flag" ? "--resolution-policy" : pol_from == "config" ? config : pol_from);
+  }
+  const auto [wm, wm_from] = pick(write_mode, file.write_mode, nullptr);
+  if (wm.empty()) {
+    out.write_mode = read_only_opt ? WriteMode::kReadonly : WriteMode::kPassthrough;
+  } else if (wm == "passthrough") {
+    out.write_mode = WriteMode::kPassthrough;
+  } else if (wm == "readonly") {
+    out.write_mode = WriteMode::kReadonly;
+  } else {
+    throw UsageError::make("--write-mode: unknown mode '{}' (use passthrough or readonly)", wm);
+  }
+  out.store_dir = !store.empty() ? store : file.store;
+
+  // Surface regex and default-directory errors now, before any directory is touched.
+  RouteTable check(out.routes, out.policy);
+  (void)check;
+  return true;
+}
+
+void validate_paths(MountConfig& cfg) {
+  for (size_t i = 0; i < cfg.routes.size(); ++i) {
+    cfg.routes[i].directory = canonical_dir(
+        cfg.routes[i].directory,
+        cfg.routes[i].regex.empty() ? std::string_view("cache directory") : "route directory");
+  }
+  cfg.mountpoint = canonical_dir(cfg.mountpoint, "mountpoint");
+  RouteTable table(cfg.routes, cfg.policy);
+  const std::string& default_dir = table.branch_dir(table.default_branch());
+
+  if (cfg.store_dir.empty()) cfg.store_dir = default_dir + "/.cachefs";
+  if (::mkdir(cfg.store_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    throw UsageError::make("--store '{}': {}", cfg.store_dir, std::strerror(errno));
+  }
+  cfg.store_dir = canonical_dir(cfg.store_dir, "--store");
+
+  for (size_t b = 0; b < table.branch_count(); ++b) {
+    const std::string& d = table.branch_dir(static_cast<BranchIndex>(b));
+    if (inside(cfg.mountpoint, d)) {
+      throw UsageError::make("mountpoint '{}' lies inside cache directory '{}': the mount would see itself",
+                             cfg.mountpoint, d);
+    }
+    if (inside(d, cfg.mountpoint)) {
+      throw UsageError::make("cache directory '{}' lies inside mountpoint '{}'", d, cfg.mountpoint);
+    }
+  }
+  if (inside(cfg.store_dir, cfg.mountpoint) || inside(cfg.mountpoint, cfg.store_dir)) {
+    throw UsageError::make("--store '{}' and mountpoint '{}' overlap", cfg.store_dir, cfg.mountpoint);
+  }
+}
+
+}  // namespace cachefs

@@ -1,0 +1,62 @@
+// Everything a mount is told by its user: flags, -o options, a config file and
+// CACHEFS_* environment variables, merged with the precedence
+// flag / -o  >  --config file  >  environment, and validated before anything is
+// mounted. Every mistake is a UsageError whose one-line message names it.
+#pragma once
+
+#include <spdlog/common.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fs/route_table.h"
+
+namespace cachefs {
+
+enum class WriteMode { kPassthrough, kReadonly };
+std::string_view to_string(WriteMode m);
+
+struct MountConfig {
+  // Routes in candidate order; the default cache directory is the last catch-all.
+  std::vector<RouteSpec> routes;
+  ResolutionPolicy policy = ResolutionPolicy::kStrict;
+  WriteMode write_mode = WriteMode::kPassthrough;
+  std::string store_dir;  // empty until validated: then <default dir>/.cachefs unless given
+  std::string mountpoint;
+  bool foreground = false;
+  bool debug = false;
+  unsigned threads = 0;  // 0: libfuse's default
+  spdlog::level::level_enum log_level = spdlog::level::info;
+  // Standard mount options handed to the kernel through libfuse (allow_other, ...).
+  std::vector<std::string> fuse_options;
+  double entry_timeout = 10.0;
+  double attr_timeout = 10.0;
+  double negative_timeout = 0.0;
+  bool writeback_cache = true;
+  std::string pid_file;  // written once mounted (and daemonized)
+};
+
+using GetEnv = std::function<const char*(const char*)>;
+
+// Parses argv (argv[0] included). Returns false if it printed --help or --version
+// and the program should exit 0. Throws UsageError.
+bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, MountConfig& out);
+
+// Reads the YAML config file into `out` for every setting not already set.
+// Exposed for tests; parse_mount_args calls it for --config / -o config=.
+struct ConfigFileSettings {
+  std::string cache_directory;
+  std::vector<RouteSpec> routes;
+  std::string resolution_policy;
+  std::string write_mode;
+  std::string store;
+};
+ConfigFileSettings read_config_file(const std::string& path);
+
+// Makes every directory absolute and canonical, checks that backing directories
+// exist, creates the store directory if needed, and refuses layouts that would
+// make the mount see itself. Throws UsageError.
+void validate_paths(MountConfig& cfg);
+
+}  // namespace cachefs

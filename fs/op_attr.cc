@@ -1,0 +1,177 @@
+// Attribute changes (chmod, chown, truncate, utimens) and extended attributes.
+// A union directory's attributes are changed in every branch that holds it.
+#include <fcntl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "fs/filesystem.h"
+#include "fs/ops.h"
+
+namespace cachefs::ops {
+namespace {
+
+std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// Applies the metadata part of a setattr to one inode reached through `fd` (an
+// O_PATH or real descriptor on a non-symlink, or a symlink when `symlink`).
+int apply(int fd, bool symlink, const struct stat& attr, int to_set) {
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    if (symlink) return EOPNOTSUPP;
+    // Through the magic link: lands on this very inode, which is not a symlink.
+    if (::chmod(proc_path(fd).c_str(), attr.st_mode & 07777) != 0) return errno;
+  }
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr.st_uid : static_cast<uid_t>(-1);
+    const gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr.st_gid : static_cast<gid_t>(-1);
+    if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  }
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr.st_atim;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr.st_mtim;
+    if (::utimensat(fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  }
+  return 0;
+}
+
+// The descriptors whose inodes carry a node's xattrs: the file itself, or every
+// branch of a directory (primary first). Symlinks and special files have none here.
+int xattr_fds(Filesystem& fs, Node* n, bool all, std::vector<UniqueFd>& out, int& single) {
+  single = -1;
+  if (!n->is_dir()) {
+    struct stat st {};
+    if (::fstatat(n->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    if (!S_ISREG(st.st_mode)) return ENOTSUP;
+    single = fs.io_fd(n, false);
+    return single < 0 ? -single : 0;
+  }
+  const BranchIndex primary = n->primary.load();
+  if (UniqueFd fd = fs.open_dir(n, primary)) out.push_back(std::move(fd));
+  for (size_t b = 0; all && b < fs.branch_count(); ++b) {
+    if (b == primary) continue;
+    if (UniqueFd fd = fs.open_dir(n, static_cast<BranchIndex>(b))) out.push_back(std::move(fd));
+  }
+  if (out.empty()) return ENOENT;
+  single = out.front().get();
+  return 0;
+}
+
+}  // namespace
+
+void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  Filesystem& fs = fs_of(req);
+  if (fs.read_only()) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  Node* n = fs.nodes().node(ino);
+  int err = 0;
+  if (n->is_dir()) {
+    if (to_set & FUSE_SET_ATTR_SIZE) err = EISDIR;
+    for (size_t b = 0; !err && b < fs.branch_count(); ++b) {
+      const int fd = n->dirs[b].fd.load(std::memory_order_acquire);
+      if (fd >= 0) err = apply(fd, false, *attr, to_set);
+    }
+  } else {
+    struct stat st {};
+    if (::fstatat(n->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
+    if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
+      if (!S_ISREG(st.st_mode)) {
+        err = EINVAL;
+      } else {
+        const int fd = fs.io_fd(n, true);
+        err = fd < 0 ? -fd : (::ftruncate(fd, attr->st_size) == 0 ? 0 : errno);
+      }
+    }
+    if (!err) err = apply(n->fd.get(), S_ISLNK(st.st_mode), *attr, to_set);
+  }
+  struct stat out {};
+  if (!err) err = fs.getattr(n, out);
+  if (err) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_attr(req, &out, fs.config().attr_timeout);
+}
+
+void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+              int flags) {
+  Filesystem& fs = fs_of(req);
+  if (fs.read_only()) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  std::vector<UniqueFd> fds;
+  int single;
+  int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single);
+  if (!err && fds.empty()) err = ::fsetxattr(single, name, value, size, flags) == 0 ? 0 : errno;
+  for (const UniqueFd& fd : fds) {
+    if (!err) err = ::fsetxattr(fd.get(), name, value, size, flags) == 0 ? 0 : errno;
+  }
+  fuse_reply_err(req, err);
+}
+
+void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Filesystem& fs = fs_of(req);
+  std::vector<UniqueFd> fds;
+  int single;
+  if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single)) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  std::vector<char> buf(size);
+  const ssize_t len = ::fgetxattr(single, name, size ? buf.data() : nullptr, size);
+  if (len < 0) {
+    fuse_reply_err(req, errno);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, static_cast<size_t>(len));
+  } else {
+    fuse_reply_buf(req, buf.data(), static_cast<size_t>(len));
+  }
+}
+
+void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Filesystem& fs = fs_of(req);
+  std::vector<UniqueFd> fds;
+  int single;
+  if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single)) {
+    if (err != ENOTSUP) fuse_reply_err(req, err);
+    else if (size == 0) fuse_reply_xattr(req, 0);  // none here: an empty list
+    else fuse_reply_buf(req, nullptr, 0);
+    return;
+  }
+  std::vector<char> buf(size);
+  const ssize_t len = ::flistxattr(single, size ? buf.data() : nullptr, size);
+  if (len < 0) {
+    fuse_reply_err(req, errno);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, static_cast<size_t>(len));
+  } else {
+    fuse_reply_buf(req, buf.data(), static_cast<size_t>(len));
+  }
+}
+
+void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Filesystem& fs = fs_of(req);
+  if (fs.read_only()) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  std::vector<UniqueFd> fds;
+  int single;
+  int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single);
+  if (!err && fds.empty()) err = ::fremovexattr(single, name) == 0 ? 0 : errno;
+  bool removed = false;
+  for (const UniqueFd& fd : fds) {
+    if (::fremovexattr(fd.get(), name) == 0) removed = true;
+    else if (errno != ENODATA) err = errno;
+  }
+  if (!fds.empty() && !err && !removed) err = ENODATA;
+  fuse_reply_err(req, err);
+}
+
+}  // namespace cachefs::ops

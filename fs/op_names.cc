@@ -1,0 +1,249 @@
+// Creating, linking, renaming and removing names. Where the entry lives is the
+// route's decision (RouteTable); an operation that would have to move data between
+// branches answers EXDEV, as a rename across filesystems does, so tools fall back
+// to copy-and-delete (mv does; Go, pip and npm write temp files beside their
+// targets, which route alike).
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "fs/filesystem.h"
+#include "fs/ops.h"
+
+namespace cachefs::ops {
+namespace {
+
+void reply_created(fuse_req_t req, Filesystem& fs, Node* parent, int pfd, const char* name,
+                   BranchIndex b) {
+  fuse_entry_param e;
+  if (int err = fs.finish_create(req, parent, pfd, name, b, UniqueFd(), false, e)) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_entry(req, &e);
+}
+
+// The branch a non-directory in `branch` may keep when it takes the name
+// `path`: strict wants the first candidate, weak any candidate.
+bool may_live_in(Filesystem& fs, const std::string& path, BranchIndex branch) {
+  Candidates c;
+  fs.routes().candidates(path, c);
+  return fs.routes().policy() == ResolutionPolicy::kStrict ? c[0] == branch : c.contains(branch);
+}
+
+}  // namespace
+
+void mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev) {
+  Filesystem& fs = fs_of(req);
+  Node* parent = fs.nodes().node(parent_ino);
+  BranchIndex b;
+  int pfd;
+  if (int err = fs.prepare_create(parent, name, false, b, pfd)) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  if (::mknodat(pfd, name, mode, rdev) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  reply_created(req, fs, parent, pfd, name, b);
+}
+
+void symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, const char* name) {
+  Filesystem& fs = fs_of(req);
+  Node* parent = fs.nodes().node(parent_ino);
+  BranchIndex b;
+  int pfd;
+  if (int err = fs.prepare_create(parent, name, false, b, pfd)) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  // The target is stored as text and never resolved by the daemon.
+  if (::symlinkat(target, pfd, name) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  reply_created(req, fs, parent, pfd, name, b);
+}
+
+void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* newname) {
+  Filesystem& fs = fs_of(req);
+  Node* n = fs.nodes().node(ino);
+  Node* newparent = fs.nodes().node(newparent_ino);
+  if (fs.read_only()) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  if (n->is_dir()) {
+    fuse_reply_err(req, EPERM);
+    return;
+  }
+  if (!Filesystem::valid_name(newname)) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  if (!may_live_in(fs, fs.nodes().child_path(newparent, newname, false), n->branch)) {
+    fuse_reply_err(req, EXDEV);
+    return;
+  }
+  const int pfd = fs.dir_fd(newparent, n->branch, true);
+  if (pfd < 0) {
+    fuse_reply_err(req, -pfd);
+    return;
+  }
+  if (::linkat(n->fd.get(), "", pfd, newname, AT_EMPTY_PATH) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  struct stat st {};
+  if (::fstatat(n->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  Node* same = fs.nodes().intern_file(n->branch, UniqueFd(), false, st);
+  fs.getattr(same, st);
+  fuse_entry_param e;
+  fs.fill_entry(same, st, e);
+  fuse_reply_entry(req, &e);
+}
+
+void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
+  Filesystem& fs = fs_of(req);
+  if (fs.read_only()) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  Node* parent = fs.nodes().node(parent_ino);
+  Filesystem::Probe p;
+  if (int err = fs.probe(parent, name, p, fs.routes().policy() == ResolutionPolicy::kWeak)) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  if (p.res.kind == Resolution::kDirectory) {
+    fuse_reply_err(req, EISDIR);
+    return;
+  }
+  // Weak: the same name further down the candidates would show through; remove
+  // every copy the name could resolve to, so a deleted file stays deleted.
+  Candidates c;
+  fs.routes().candidates(fs.nodes().child_path(parent, name, false), c);
+  int err = 0;
+  for (BranchIndex b : c) {
+    if (b != p.res.branch &&
+        (fs.routes().policy() == ResolutionPolicy::kStrict || !p.found[b].fd.valid() ||
+         S_ISDIR(p.found[b].st.st_mode))) {
+      continue;
+    }
+    const int pfd = fs.dir_fd(parent, b, false);
+    if (pfd < 0 || ::unlinkat(pfd, name, 0) != 0) {
+      err = pfd < 0 ? -pfd : errno;
+      break;
+    }
+  }
+  fuse_reply_err(req, err);
+}
+
+namespace {
+
+int rename_file(Filesystem& fs, Node* parent, const char* name, Node* newparent,
+                const char* newname, unsigned flags, const Filesystem::Probe& src) {
+  const BranchIndex b = src.res.branch;
+  if (!may_live_in(fs, fs.nodes().child_path(newparent, newname, false), b)) return EXDEV;
+  Filesystem::Probe dst;
+  fs.probe(newparent, newname, dst, false);
+  if (dst.res.kind == Resolution::kDirectory) return (flags & RENAME_EXCHANGE) ? EXDEV : EISDIR;
+  if (dst.res.kind == Resolution::kFile && dst.res.branch != b) {
+    return (flags & RENAME_NOREPLACE) ? EEXIST : EXDEV;
+  }
+  const int spfd = fs.dir_fd(parent, b, false);
+  const int dpfd = fs.dir_fd(newparent, b, true);
+  if (spfd < 0 || dpfd < 0) return spfd < 0 ? -spfd : -dpfd;
+  return ::renameat2(spfd, name, dpfd, newname, flags) == 0 ? 0 : errno;
+}
+
+// A directory is renamed in every branch that holds it. An empty destination
+// directory is replaced (removed from the branches the source does not cover);
+// any failure puts back what was already done.
+int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent,
+               const char* newname, unsigned flags, const Filesystem::Probe& src) {
+  if (flags & RENAME_EXCHANGE) return EXDEV;
+  Filesystem::Probe dst;
+  fs.probe(newparent, newname, dst, true);
+  if (dst.res.kind == Resolution::kFile) return ENOTDIR;
+  if (dst.res.kind == Resolution::kDirectory && (flags & RENAME_NOREPLACE)) return EEXIST;
+  const size_t nb = fs.branch_count();
+  std::vector<BranchIndex> removed, renamed;
+  int err = 0;
+  for (size_t b = 0; !err && b < nb; ++b) {
+    if (dst.found[b].fd.valid() && !src.found[b].fd.valid()) {
+      const int dpfd = fs.dir_fd(newparent, static_cast<BranchIndex>(b), false);
+      if (dpfd < 0 || ::unlinkat(dpfd, newname, AT_REMOVEDIR) != 0) {
+        err = dpfd < 0 ? -dpfd : errno;
+      } else {
+        removed.push_back(static_cast<BranchIndex>(b));
+      }
+    }
+  }
+  for (size_t b = 0; !err && b < nb; ++b) {
+    if (!src.found[b].fd.valid()) continue;
+    const auto bi = static_cast<BranchIndex>(b);
+    const int spfd = fs.dir_fd(parent, bi, false);
+    const int dpfd = fs.dir_fd(newparent, bi, true);
+    if (spfd < 0 || dpfd < 0) {
+      err = spfd < 0 ? -spfd : -dpfd;
+    } else if (::renameat2(spfd, name, dpfd, newname, flags) != 0) {
+      err = errno;
+    } else {
+      renamed.push_back(bi);
+    }
+  }
+  if (err) {
+    for (BranchIndex b : renamed) {
+      ::renameat2(fs.dir_fd(newparent, b, false), newname, fs.dir_fd(parent, b, false), name, 0);
+    }
+    for (BranchIndex b : removed) {
+      const int dpfd = fs.dir_fd(newparent, b, false);
+      ::mkdirat(dpfd, newname, dst.found[b].st.st_mode & 07777);
+      ::fchownat(dpfd, newname, dst.found[b].st.st_uid, dst.found[b].st.st_gid,
+                 AT_SYMLINK_NOFOLLOW);
+    }
+    return err;
+  }
+  fs.nodes().move_dir(parent, name, newparent, newname);
+  return 0;
+}
+
+}  // namespace
+
+void rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_t newparent_ino,
+            const char* newname, unsigned int flags) {
+  Filesystem& fs = fs_of(req);
+  if (fs.read_only()) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  if (!Filesystem::valid_name(newname)) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  Node* parent = fs.nodes().node(parent_ino);
+  Node* newparent = fs.nodes().node(newparent_ino);
+  Filesystem::Probe src;
+  if (int err = fs.probe(parent, name, src, false)) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  const int err = src.res.kind == Resolution::kFile
+                      ? rename_file(fs, parent, name, newparent, newname, flags, src)
+                      : rename_dir(fs, parent, name, newparent, newname, flags, src);
+  fuse_reply_err(req, err);
+}
+
+}  // namespace cachefs::ops

@@ -1,0 +1,182 @@
+// Session setup: the performance policy (init), the operations table, mounting,
+// daemonizing and the event loop. Every speed lever the kernel offers with
+// libfuse 3.14 is chosen in init() below.
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "common/log.h"
+#include "fs/filesystem.h"
+#include "fs/ops.h"
+
+namespace cachefs {
+namespace ops {
+
+void init(void* userdata, fuse_conn_info* conn) {
+  auto& fs = *static_cast<Filesystem*>(userdata);
+  auto want = [conn](unsigned cap, bool on) {
+    if (on && (conn->capable & cap)) conn->want |= cap;
+    if (!on) conn->want &= ~cap;
+  };
+  // Reads: spliced from the backing file straight into the kernel's pipe buffer.
+  want(FUSE_CAP_SPLICE_WRITE, true);
+  want(FUSE_CAP_SPLICE_MOVE, true);
+  // Writes arrive as buffers: for a cache's many small files copying is cheaper
+  // than a pipe round trip.
+  want(FUSE_CAP_SPLICE_READ, false);
+  // Small writes are gathered by the kernel's page cache (tar, compilers).
+  want(FUSE_CAP_WRITEBACK_CACHE, fs.config().writeback_cache && !fs.read_only());
+  want(FUSE_CAP_PARALLEL_DIROPS, true);
+  want(FUSE_CAP_CACHE_SYMLINKS, true);
+  want(FUSE_CAP_AUTO_INVAL_DATA, true);  // page cache dropped when mtime/size change
+  want(FUSE_CAP_READDIRPLUS, true);
+  want(FUSE_CAP_READDIRPLUS_AUTO, true);
+  // Truncation must come as SETATTR: with no_open we never see O_TRUNC.
+  want(FUSE_CAP_ATOMIC_O_TRUNC, false);
+  // The daemon writes as root, which keeps set-id bits: let the kernel clear them.
+  want(FUSE_CAP_HANDLE_KILLPRIV, false);
+  fs.no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+  conn->time_gran = 1;
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+}
+
+}  // namespace ops
+
+const fuse_lowlevel_ops& Filesystem::operations() {
+  static const fuse_lowlevel_ops table = [] {
+    fuse_lowlevel_ops o{};
+    o.init = ops::init;
+    o.lookup = ops::lookup;
+    o.forget = ops::forget;
+    o.forget_multi = ops::forget_multi;
+    o.getattr = ops::getattr;
+    o.setattr = ops::setattr;
+    o.readlink = ops::readlink;
+    o.statfs = ops::statfs;
+    o.opendir = ops::opendir;
+    o.readdir = ops::readdir;
+    o.readdirplus = ops::readdirplus;
+    o.releasedir = ops::releasedir;
+    o.fsyncdir = ops::fsyncdir;
+    o.mkdir = ops::mkdir;
+    o.rmdir = ops::rmdir;
+    o.open = ops::open;
+    o.create = ops::create;
+    o.read = ops::read;
+    o.write_buf = ops::write_buf;
+    o.flush = ops::flush;
+    o.release = ops::release;
+    o.fsync = ops::fsync;
+    o.fallocate = ops::fallocate;
+    o.lseek = ops::lseek;
+    o.copy_file_range = ops::copy_file_range;
+    o.setxattr = ops::setxattr;
+    o.getxattr = ops::getxattr;
+    o.listxattr = ops::listxattr;
+    o.removexattr = ops::removexattr;
+    o.mknod = ops::mknod;
+    o.symlink = ops::symlink;
+    o.link = ops::link;
+    o.unlink = ops::unlink;
+    o.rename = ops::rename;
+    return o;
+  }();
+  return table;
+}
+
+namespace {
+
+// Escapes a value for libfuse's -o parser (',' separates options).
+std::string escape_opt(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == ',' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+void raise_fd_limit() {
+  // Every node the kernel remembers holds a descriptor.
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+}  // namespace
+
+int run_mount(const MountConfig& cfg) {
+  raise_fd_limit();
+  ::umask(0);  // modes reach us already masked by the kernel
+  Filesystem fs(cfg);
+
+  std::string opts = "default_permissions,nosuid,nodev,subtype=cachefs,fsname=" +
+                     escape_opt(fs.routes().branch_dir(fs.routes().default_branch()));
+  if (fs.read_only()) opts += ",ro";
+  for (const std::string& o : cfg.fuse_options) {
+    if (o.starts_with("fsname=") || o.starts_with("subtype=")) {
+      opts += "," + o;
+    } else if (o != "ro" && o != "rw") {
+      opts += "," + o;
+    }
+  }
+  std::vector<std::string> argv_s = {"cachefs", "-o", opts};
+  if (cfg.debug) argv_s.emplace_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+  fuse_session* se = fuse_session_new(&args, &Filesystem::operations(), sizeof(fuse_lowlevel_ops), &fs);
+  fuse_opt_free_args(&args);
+  if (se == nullptr) {
+    spdlog::error("could not create the FUSE session (options: {})", opts);
+    return 1;
+  }
+  struct SessionGuard {
+    fuse_session* se;
+    bool mounted = false;
+    bool signals = false;
+    ~SessionGuard() {
+      if (mounted) fuse_session_unmount(se);
+      if (signals) fuse_remove_signal_handlers(se);
+      fuse_session_destroy(se);
+    }
+  } guard{se};
+  if (fuse_set_signal_handlers(se) != 0) return 1;
+  guard.signals = true;
+  if (fuse_session_mount(se, cfg.mountpoint.c_str()) != 0) {
+    spdlog::error("could not mount on '{}' (is /dev/fuse usable? is something mounted there?)",
+                  cfg.mountpoint);
+    return 1;
+  }
+  guard.mounted = true;
+  spdlog::info("mounted {} on {}: {} branch(es), {} resolution, {} mode, store {}",
+               fs.routes().branch_dir(fs.routes().default_branch()), cfg.mountpoint,
+               fs.branch_count(), to_string(cfg.policy), to_string(cfg.write_mode), cfg.store_dir);
+  if (!cfg.foreground) {
+    if (fuse_daemonize(0) != 0) return 1;
+    setup_logging("cachefs", cfg.log_level, true);
+  }
+  if (!cfg.pid_file.empty()) {
+    std::ofstream(cfg.pid_file) << ::getpid() << "\n";
+  }
+
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(loop, 1);
+  const unsigned threads = cfg.threads ? cfg.threads : 16;
+  fuse_loop_cfg_set_max_threads(loop, threads);
+  fuse_loop_cfg_set_idle_threads(loop, threads);
+  const int rc = fuse_session_loop_mt(se, loop);
+  fuse_loop_cfg_destroy(loop);
+  if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
+  spdlog::info("unmounting {}", cfg.mountpoint);
+  return rc < 0 ? 1 : 0;
+}
+
+}  // namespace cachefs
