@@ -105,6 +105,10 @@ std::string scalar(const std::string& path, const YAML::Node& n, std::string_vie
 std::string canonical_dir(const std::string& dir, std::string_view what) {
   char buf[PATH_MAX];
   if (::realpath(dir.c_str(), buf) == nullptr) {
+    if (errno == ENOTCONN) {
+      throw UsageError::make("{} '{}': {} (a killed daemon's mount? clear it with: fusermount3 -u {})",
+                             what, dir, std::strerror(errno), dir);
+    }
     throw UsageError::make("{} '{}': {}", what, dir, std::strerror(errno));
   }
   struct stat st {};
@@ -343,12 +347,6 @@ void validate_paths(MountConfig& cfg) {
   RouteTable table(cfg.routes, cfg.policy);
   const std::string& default_dir = table.branch_dir(table.default_branch());
 
-  if (cfg.store_dir.empty()) cfg.store_dir = default_dir + "/.cachefs";
-  if (::mkdir(cfg.store_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    throw UsageError::make("--store '{}': {}", cfg.store_dir, std::strerror(errno));
-  }
-  cfg.store_dir = canonical_dir(cfg.store_dir, "--store");
-
   for (size_t b = 0; b < table.branch_count(); ++b) {
     const std::string& d = table.branch_dir(static_cast<BranchIndex>(b));
     if (inside(cfg.mountpoint, d)) {
@@ -359,9 +357,16 @@ void validate_paths(MountConfig& cfg) {
       throw UsageError::make("cache directory '{}' lies inside mountpoint '{}'", d, cfg.mountpoint);
     }
   }
-  if (inside(cfg.store_dir, cfg.mountpoint) || inside(cfg.mountpoint, cfg.store_dir)) {
+  // Checked on the lexical path first, so a refused store is never created.
+  if (cfg.store_dir.empty()) cfg.store_dir = default_dir + "/.cachefs";
+  const std::string lexical = std::filesystem::absolute(cfg.store_dir).lexically_normal();
+  if (inside(lexical, cfg.mountpoint) || inside(cfg.mountpoint, lexical)) {
     throw UsageError::make("--store '{}' and mountpoint '{}' overlap", cfg.store_dir, cfg.mountpoint);
   }
+  if (::mkdir(cfg.store_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    throw UsageError::make("--store '{}': {}", cfg.store_dir, std::strerror(errno));
+  }
+  cfg.store_dir = canonical_dir(cfg.store_dir, "--store");
 }
 
 }  // namespace cachefs
