@@ -24,12 +24,16 @@ spdlog::level::level_enum parse_log_level(std::string_view name) {
 }
 
 void setup_logging(std::string_view program, spdlog::level::level_enum level, bool to_syslog) {
+  // Built directly rather than through spdlog's registry, so that calling this
+  // again (a daemon switching to syslog after it detaches) replaces the logger.
   std::shared_ptr<spdlog::logger> logger;
   if (to_syslog) {
-    logger = spdlog::syslog_logger_mt(std::string(program), std::string(program), LOG_PID,
-                                      LOG_DAEMON, false);
+    logger = std::make_shared<spdlog::logger>(
+        std::string(program), std::make_shared<spdlog::sinks::syslog_sink_mt>(
+                                  std::string(program), LOG_PID, LOG_DAEMON, false));
   } else {
-    logger = spdlog::stderr_color_mt(std::string(program));
+    logger = std::make_shared<spdlog::logger>(
+        std::string(program), std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
     logger->set_pattern("%^%Y-%m-%dT%H:%M:%S.%e %n[%P] %l:%$ %v");
   }
   logger->set_level(level);
