@@ -19,8 +19,8 @@ spdlog::level::level_enum parse_log_level(std::string_view name) {
   for (const auto& [n, level] : kLevels) {
     if (n == name) return level;
   }
-  throw UsageError::make("--log-level: unknown level '{}' (use trace, debug, info, warn, error, off)",
-                         name);
+  throw UsageError::make(
+      "--log-level: unknown level '{}' (use trace, debug, info, warn, error, off)", name);
 }
 
 void setup_logging(std::string_view program, spdlog::level::level_enum level, bool to_syslog) {

@@ -42,9 +42,10 @@ Filesystem::Filesystem(const MountConfig& cfg)
   std::vector<dev_t> devs;
   for (size_t b = 0; b < branch_count(); ++b) {
     const auto& slot = nodes_.root()->dirs[b];
-    auto it = std::find(devs.begin(), devs.end(), slot.dev);
+    const dev_t dev = slot.dev.load(std::memory_order_relaxed);
+    auto it = std::find(devs.begin(), devs.end(), dev);
     if (it == devs.end()) {
-      devs.push_back(slot.dev);
+      devs.push_back(dev);
       it = devs.end() - 1;
     }
     branch_dev_index_.push_back(static_cast<uint64_t>(it - devs.begin()));

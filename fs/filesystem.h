@@ -94,7 +94,9 @@ class Filesystem {
 };
 
 // fuse_req_userdata, typed.
-inline Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
+inline Filesystem& fs_of(fuse_req_t req) {
+  return *static_cast<Filesystem*>(fuse_req_userdata(req));
+}
 
 // Runs the mount until unmounted or signalled; returns the process exit code.
 int run_mount(const MountConfig& cfg);

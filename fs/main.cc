@@ -11,7 +11,9 @@ int main(int argc, char** argv) {
   using namespace cachefs;
   try {
     MountConfig cfg;
-    if (!parse_mount_args(argc, argv, [](const char* n) { return std::getenv(n); }, cfg)) return 0;
+    if (!parse_mount_args(
+            argc, argv, [](const char* n) { return std::getenv(n); }, cfg))
+      return 0;
     setup_logging("cachefs", cfg.log_level, false);
     validate_paths(cfg);
     return run_mount(cfg);

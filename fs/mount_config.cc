@@ -22,24 +22,36 @@ namespace {
 
 // cachefs settings that -o accepts as key=value; each is the flag of the same name
 // with '_' for '-'. Boolean ones take no value.
-constexpr std::array<std::string_view, 13> kValueKeys = {
-    "cache_directory", "define_cache_directories", "config",       "resolution_policy",
-    "store",           "write_mode",               "threads",      "log_level",
-    "entry_timeout",   "attr_timeout",             "negative_timeout", "source",
-    "pid_file"};
+constexpr std::array<std::string_view, 13> kValueKeys = {"cache_directory",
+                                                         "define_cache_directories",
+                                                         "config",
+                                                         "resolution_policy",
+                                                         "store",
+                                                         "write_mode",
+                                                         "threads",
+                                                         "log_level",
+                                                         "entry_timeout",
+                                                         "attr_timeout",
+                                                         "negative_timeout",
+                                                         "source",
+                                                         "pid_file"};
 constexpr std::array<std::string_view, 1> kBoolKeys = {"no_writeback_cache"};
 
 // Mount options libfuse hands to the kernel (or handles itself).
 constexpr std::array<std::string_view, 26> kFuseKeys = {
-    "allow_other", "allow_root", "default_permissions", "ro",        "rw",       "suid",
-    "nosuid",      "dev",        "nodev",               "exec",      "noexec",   "async",
-    "sync",        "atime",      "noatime",             "diratime",  "nodiratime", "relatime",
-    "norelatime",  "strictatime", "dirsync",            "auto_unmount", "fsname", "subtype",
-    "max_read",    "blkdev"};
+    "allow_other",  "allow_root",  "default_permissions",
+    "ro",           "rw",          "suid",
+    "nosuid",       "dev",         "nodev",
+    "exec",         "noexec",      "async",
+    "sync",         "atime",       "noatime",
+    "diratime",     "nodiratime",  "relatime",
+    "norelatime",   "strictatime", "dirsync",
+    "auto_unmount", "fsname",      "subtype",
+    "max_read",     "blkdev"};
 // fstab/mount(8) bookkeeping words that reach us through mount.fuse3 and mean
 // nothing to the filesystem.
-constexpr std::array<std::string_view, 8> kIgnoredKeys = {
-    "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser"};
+constexpr std::array<std::string_view, 8> kIgnoredKeys = {"defaults", "auto", "noauto", "nofail",
+                                                          "_netdev",  "user", "users",  "nouser"};
 
 template <size_t N>
 bool in(const std::array<std::string_view, N>& set, std::string_view key) {
@@ -69,7 +81,8 @@ void expand_dash_o(const std::vector<std::string>& values, std::vector<std::stri
       const size_t eq = opt.find('=');
       const std::string key = opt.substr(0, eq);
       if (in(kValueKeys, key)) {
-        if (eq == std::string::npos) throw UsageError::make("-o {}: needs a value ({}=...)", key, key);
+        if (eq == std::string::npos)
+          throw UsageError::make("-o {}: needs a value ({}=...)", key, key);
         flags.push_back(flag_for(key) + "=" + opt.substr(eq + 1));
       } else if (in(kBoolKeys, key) || key == "debug") {
         if (eq != std::string::npos) throw UsageError::make("-o {}: takes no value", key);
@@ -98,7 +111,8 @@ std::string node_where(const std::string& path, const YAML::Node& n) {
 }
 
 std::string scalar(const std::string& path, const YAML::Node& n, std::string_view field) {
-  if (!n.IsScalar()) throw UsageError::make("{}: '{}' must be a string", node_where(path, n), field);
+  if (!n.IsScalar())
+    throw UsageError::make("{}: '{}' must be a string", node_where(path, n), field);
   return n.as<std::string>();
 }
 
@@ -106,8 +120,9 @@ std::string canonical_dir(const std::string& dir, std::string_view what) {
   char buf[PATH_MAX];
   if (::realpath(dir.c_str(), buf) == nullptr) {
     if (errno == ENOTCONN) {
-      throw UsageError::make("{} '{}': {} (a killed daemon's mount? clear it with: fusermount3 -u {})",
-                             what, dir, std::strerror(errno), dir);
+      throw UsageError::make(
+          "{} '{}': {} (a killed daemon's mount? clear it with: fusermount3 -u {})", what, dir,
+          std::strerror(errno), dir);
     }
     throw UsageError::make("{} '{}': {}", what, dir, std::strerror(errno));
   }
@@ -141,7 +156,8 @@ ConfigFileSettings read_config_file(const std::string& path) {
   }
   ConfigFileSettings s;
   if (root.IsNull()) return s;
-  if (!root.IsMap()) throw UsageError::make("{}: the config file must be a mapping", node_where(path, root));
+  if (!root.IsMap())
+    throw UsageError::make("{}: the config file must be a mapping", node_where(path, root));
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     const YAML::Node& v = kv.second;
@@ -154,7 +170,8 @@ ConfigFileSettings read_config_file(const std::string& path) {
     } else if (key == "store") {
       s.store = scalar(path, v, key);
     } else if (key == "routes") {
-      if (!v.IsSequence()) throw UsageError::make("{}: 'routes' must be a list", node_where(path, v));
+      if (!v.IsSequence())
+        throw UsageError::make("{}: 'routes' must be a list", node_where(path, v));
       for (const auto& r : v) {
         if (!r.IsMap()) {
           throw UsageError::make("{}: a route must be a mapping with 'directory' and 'regex'",
@@ -181,7 +198,8 @@ ConfigFileSettings read_config_file(const std::string& path) {
       }
     } else {
       throw UsageError::make(
-          "{}: unknown key '{}' (use cache-directory, routes, resolution-policy, write-mode, store)",
+          "{}: unknown key '{}' (use cache-directory, routes, resolution-policy, write-mode, "
+          "store)",
           node_where(path, kv.first), key);
     }
   }
@@ -216,8 +234,10 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
       ->multi_option_policy(last);
   app.add_option("--define-cache-directories", define, "routes: 'DIR1=REGEX1|DIR2=REGEX2|...'")
       ->multi_option_policy(last);
-  app.add_option("--config", config, "YAML file with routes and settings")->multi_option_policy(last);
-  app.add_option("--resolution-policy", policy, "strict (default) or weak")->multi_option_policy(last);
+  app.add_option("--config", config, "YAML file with routes and settings")
+      ->multi_option_policy(last);
+  app.add_option("--resolution-policy", policy, "strict (default) or weak")
+      ->multi_option_policy(last);
   app.add_option("--store", store, "object store directory (default: <cache dir>/.cachefs)")
       ->multi_option_policy(last);
   app.add_option("--write-mode", write_mode, "passthrough (default) or readonly")
@@ -245,11 +265,13 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   app.add_flag("--no-writeback-cache", no_writeback, "write through instead of kernel write-back");
   app.add_flag("-f,--foreground", out.foreground, "stay in the foreground");
   app.add_flag("-d,--debug", out.debug, "log every request (implies -f)");
-  app.add_option("[SOURCE] MOUNTPOINT", positionals, "mount(8) style: SOURCE is the cache directory")
+  app.add_option("[SOURCE] MOUNTPOINT", positionals,
+                 "mount(8) style: SOURCE is the cache directory")
       ->expected(1, 2);
-  app.footer("Also: -o opt[,opt...] with FUSE mount options and any of the above as key=value.\n"
-             "Environment: CACHEFS_CACHE_DIRECTORY, CACHEFS_DEFINE_CACHE_DIRECTORIES,\n"
-             "CACHEFS_RESOLUTION_POLICY. See cachefs(8).");
+  app.footer(
+      "Also: -o opt[,opt...] with FUSE mount options and any of the above as key=value.\n"
+      "Environment: CACHEFS_CACHE_DIRECTORY, CACHEFS_DEFINE_CACHE_DIRECTORIES,\n"
+      "CACHEFS_RESOLUTION_POLICY. See cachefs(8).");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -267,13 +289,16 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
     }
     throw UsageError(msg);
   }
-  if (positionals.empty()) throw UsageError("missing MOUNTPOINT (usage: cachefs [OPTIONS] [SOURCE] MOUNTPOINT)");
+  if (positionals.empty())
+    throw UsageError("missing MOUNTPOINT (usage: cachefs [OPTIONS] [SOURCE] MOUNTPOINT)");
   out.mountpoint = positionals.back();
   if (positionals.size() == 2) source = positionals.front();
   if (out.debug) out.foreground = true;
   out.writeback_cache = !no_writeback;
-  if (!log_level.empty()) out.log_level = parse_log_level(log_level);
-  else if (out.debug) out.log_level = spdlog::level::debug;
+  if (!log_level.empty())
+    out.log_level = parse_log_level(log_level);
+  else if (out.debug)
+    out.log_level = spdlog::level::debug;
   out.pid_file = pid_file;
 
   // mount(8) passes the fstab source; "none" or a fs name means "no source".
@@ -316,8 +341,9 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
 
   const auto [pol, pol_from] = pick(policy, file.resolution_policy, "CACHEFS_RESOLUTION_POLICY");
   if (!pol.empty()) {
-    out.policy = parse_resolution_policy(
-        pol, pol_from == "flag" ? "--resolution-policy" : pol_from == "config" ? config : pol_from);
+    out.policy = parse_resolution_policy(pol, pol_from == "flag"     ? "--resolution-policy"
+                                              : pol_from == "config" ? config
+                                                                     : pol_from);
   }
   const auto [wm, wm_from] = pick(write_mode, file.write_mode, nullptr);
   if (wm.empty()) {
@@ -350,8 +376,9 @@ void validate_paths(MountConfig& cfg) {
   for (size_t b = 0; b < table.branch_count(); ++b) {
     const std::string& d = table.branch_dir(static_cast<BranchIndex>(b));
     if (inside(cfg.mountpoint, d)) {
-      throw UsageError::make("mountpoint '{}' lies inside cache directory '{}': the mount would see itself",
-                             cfg.mountpoint, d);
+      throw UsageError::make(
+          "mountpoint '{}' lies inside cache directory '{}': the mount would see itself",
+          cfg.mountpoint, d);
     }
     if (inside(d, cfg.mountpoint)) {
       throw UsageError::make("cache directory '{}' lies inside mountpoint '{}'", d, cfg.mountpoint);
@@ -361,7 +388,8 @@ void validate_paths(MountConfig& cfg) {
   if (cfg.store_dir.empty()) cfg.store_dir = default_dir + "/.cachefs";
   const std::string lexical = std::filesystem::absolute(cfg.store_dir).lexically_normal();
   if (inside(lexical, cfg.mountpoint) || inside(cfg.mountpoint, lexical)) {
-    throw UsageError::make("--store '{}' and mountpoint '{}' overlap", cfg.store_dir, cfg.mountpoint);
+    throw UsageError::make("--store '{}' and mountpoint '{}' overlap", cfg.store_dir,
+                           cfg.mountpoint);
   }
   if (::mkdir(cfg.store_dir.c_str(), 0755) != 0 && errno != EEXIST) {
     throw UsageError::make("--store '{}': {}", cfg.store_dir, std::strerror(errno));

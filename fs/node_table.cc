@@ -17,8 +17,8 @@ NodeTable::NodeTable(size_t branch_count, std::span<UniqueFd> root_fds) : branch
   for (size_t b = 0; b < branches_; ++b) {
     struct stat st {};
     ::fstat(root_fds[b].get(), &st);
-    root_->dirs[b].dev = st.st_dev;
-    root_->dirs[b].ino = st.st_ino;
+    root_->dirs[b].dev.store(st.st_dev, std::memory_order_relaxed);
+    root_->dirs[b].ino.store(st.st_ino, std::memory_order_relaxed);
     root_->dirs[b].fd.store(root_fds[b].release(), std::memory_order_release);
   }
   root_->cached_path = "/";
@@ -73,8 +73,8 @@ int NodeTable::publish_dir_fd(Node* dir, BranchIndex b, UniqueFd fd, const struc
   int expected = -1;
   // dev/ino are only read after a successful acquire-load of fd; a racing writer
   // stores identical values for the same directory.
-  slot.dev = st.st_dev;
-  slot.ino = st.st_ino;
+  slot.dev.store(st.st_dev, std::memory_order_relaxed);
+  slot.ino.store(st.st_ino, std::memory_order_relaxed);
   if (slot.fd.compare_exchange_strong(expected, fd.get(), std::memory_order_acq_rel)) {
     return fd.release();
   }
@@ -92,8 +92,8 @@ Node* NodeTable::intern_dir(Node* parent, std::string_view name, std::span<Found
     for (size_t b = 0; b < branches_; ++b) {
       if (!found[b].fd.valid()) continue;
       const int have = n->dirs[b].fd.load(std::memory_order_acquire);
-      if (have >= 0 &&
-          (n->dirs[b].dev != found[b].st.st_dev || n->dirs[b].ino != found[b].st.st_ino)) {
+      if (have >= 0 && (n->dirs[b].dev.load(std::memory_order_relaxed) != found[b].st.st_dev ||
+                        n->dirs[b].ino.load(std::memory_order_relaxed) != found[b].st.st_ino)) {
         unindex_locked(n);
         n = nullptr;
         break;

@@ -30,8 +30,10 @@ namespace cachefs {
 
 struct BranchDir {
   std::atomic<int> fd{-1};  // O_PATH directory fd, set once, -1 while unknown
-  dev_t dev = 0;            // written before fd is published
-  ino_t ino = 0;
+  // Identity of that directory, stored before fd is published (racing publishers
+  // store the same values, hence relaxed atomics rather than plain fields).
+  std::atomic<dev_t> dev{0};
+  std::atomic<ino_t> ino{0};
 };
 
 struct Node {
@@ -53,7 +55,7 @@ struct Node {
 
   // ---- non-directories; immutable after intern ----
   BranchIndex branch = 0;
-  UniqueFd fd;            // O_PATH|O_NOFOLLOW, or the read-write fd `create` opened
+  UniqueFd fd;  // O_PATH|O_NOFOLLOW, or the read-write fd `create` opened
   bool fd_writable = false;
   dev_t dev = 0;
   ino_t ino = 0;
@@ -140,7 +142,9 @@ class NodeTable {
     bool operator==(const FileKey&) const = default;
   };
   struct FileKeyHash {
-    size_t operator()(const FileKey& k) const { return std::hash<uint64_t>()(k.ino ^ (k.dev << 40)); }
+    size_t operator()(const FileKey& k) const {
+      return std::hash<uint64_t>()(k.ino ^ (k.dev << 40));
+    }
   };
 
   std::unique_ptr<Node> new_dir_node();
@@ -154,7 +158,7 @@ class NodeTable {
   std::unordered_map<FileKey, Node*, FileKeyHash> files_;
   std::unordered_map<DirKey, Node*, DirKeyHash> dirs_;
   std::unordered_set<Node*> all_;  // every live node but the root, for teardown
-  uint64_t rename_gen_ = 1;  // bumped by every directory rename: invalidates cached paths
+  uint64_t rename_gen_ = 1;        // bumped by every directory rename: invalidates cached paths
 };
 
 }  // namespace cachefs

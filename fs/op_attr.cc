@@ -12,7 +12,9 @@
 namespace cachefs::ops {
 namespace {
 
-std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+std::string proc_path(int fd) {
+  return "/proc/self/fd/" + std::to_string(fd);
+}
 
 // Applies the metadata part of a setattr to one inode reached through `fd` (an
 // O_PATH or real descriptor on a non-symlink, or a symlink when `symlink`).
@@ -29,10 +31,14 @@ int apply(int fd, bool symlink, const struct stat& attr, int to_set) {
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
-    if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr.st_atim;
-    if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr.st_mtim;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+      ts[0].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_ATIME)
+      ts[0] = attr.st_atim;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+      ts[1].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_MTIME)
+      ts[1] = attr.st_mtim;
     if (::utimensat(fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
   }
   return 0;
@@ -139,9 +145,12 @@ void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   std::vector<UniqueFd> fds;
   int single;
   if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single)) {
-    if (err != ENOTSUP) fuse_reply_err(req, err);
-    else if (size == 0) fuse_reply_xattr(req, 0);  // none here: an empty list
-    else fuse_reply_buf(req, nullptr, 0);
+    if (err != ENOTSUP)
+      fuse_reply_err(req, err);
+    else if (size == 0)
+      fuse_reply_xattr(req, 0);  // none here: an empty list
+    else
+      fuse_reply_buf(req, nullptr, 0);
     return;
   }
   std::vector<char> buf(size);
@@ -167,8 +176,10 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   if (!err && fds.empty()) err = ::fremovexattr(single, name) == 0 ? 0 : errno;
   bool removed = false;
   for (const UniqueFd& fd : fds) {
-    if (::fremovexattr(fd.get(), name) == 0) removed = true;
-    else if (errno != ENODATA) err = errno;
+    if (::fremovexattr(fd.get(), name) == 0)
+      removed = true;
+    else if (errno != ENODATA)
+      err = errno;
   }
   if (!fds.empty() && !err && !removed) err = ENODATA;
   fuse_reply_err(req, err);

@@ -23,7 +23,9 @@ struct DirHandle {
   bool served = false;
 };
 
-uint8_t dt_of(mode_t mode) { return static_cast<uint8_t>((mode & S_IFMT) >> 12); }
+uint8_t dt_of(mode_t mode) {
+  return static_cast<uint8_t>((mode & S_IFMT) >> 12);
+}
 
 // A snapshot of the union: every name of every branch directory, kept only where a
 // lookup would find it (the same resolve() rule), in first-seen order.
@@ -88,12 +90,11 @@ int build_listing(Filesystem& fs, Node* dir, std::vector<DirHandle::Entry>& out)
   for (const Seen& s : seen) {
     path.assign(base).append(s.name);
     fs.routes().candidates(path, c);
-    const Resolution r =
-        resolve(c, fs.routes().policy(), nb, [&](BranchIndex b) {
-          if (s.dir_mask & (1u << b)) return Presence::kDirectory;
-          if (s.other_mask & (1u << b)) return Presence::kOther;
-          return Presence::kAbsent;
-        });
+    const Resolution r = resolve(c, fs.routes().policy(), nb, [&](BranchIndex b) {
+      if (s.dir_mask & (1u << b)) return Presence::kDirectory;
+      if (s.other_mask & (1u << b)) return Presence::kOther;
+      return Presence::kAbsent;
+    });
     if (r.kind == Resolution::kFile) {
       out.push_back({s.name, s.ino[r.branch], s.type[r.branch]});
     } else if (r.kind == Resolution::kDirectory) {

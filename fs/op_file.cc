@@ -114,7 +114,9 @@ void flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   fuse_reply_err(req, ENOSYS);
 }
 
-void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  fuse_reply_err(req, 0);
+}
 
 void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   Node* n = regular(req, ino);
@@ -171,8 +173,8 @@ void copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_
     fuse_reply_err(req, fd_in < 0 ? -fd_in : -fd_out);
     return;
   }
-  const ssize_t res = ::copy_file_range(fd_in, &off_in, fd_out, &off_out, len,
-                                        static_cast<unsigned>(flags));
+  const ssize_t res =
+      ::copy_file_range(fd_in, &off_in, fd_out, &off_out, len, static_cast<unsigned>(flags));
   if (res < 0) {
     fuse_reply_err(req, errno);
     return;

@@ -132,9 +132,8 @@ void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   fs.routes().candidates(fs.nodes().child_path(parent, name, false), c);
   int err = 0;
   for (BranchIndex b : c) {
-    if (b != p.res.branch &&
-        (fs.routes().policy() == ResolutionPolicy::kStrict || !p.found[b].fd.valid() ||
-         S_ISDIR(p.found[b].st.st_mode))) {
+    if (b != p.res.branch && (fs.routes().policy() == ResolutionPolicy::kStrict ||
+                              !p.found[b].fd.valid() || S_ISDIR(p.found[b].st.st_mode))) {
       continue;
     }
     const int pfd = fs.dir_fd(parent, b, false);
@@ -167,8 +166,8 @@ int rename_file(Filesystem& fs, Node* parent, const char* name, Node* newparent,
 // A directory is renamed in every branch that holds it. An empty destination
 // directory is replaced (removed from the branches the source does not cover);
 // any failure puts back what was already done.
-int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent,
-               const char* newname, unsigned flags, const Filesystem::Probe& src) {
+int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, const char* newname,
+               unsigned flags, const Filesystem::Probe& src) {
   if (flags & RENAME_EXCHANGE) return EXDEV;
   Filesystem::Probe dst;
   fs.probe(newparent, newname, dst, true);

@@ -58,7 +58,8 @@ RouteTable::RouteTable(const std::vector<RouteSpec>& routes, ResolutionPolicy po
     auto it = std::find(branches_.begin(), branches_.end(), r.directory);
     if (it == branches_.end()) {
       if (branches_.size() == kMaxBranches) {
-        throw UsageError::make("too many cache directories: at most {} distinct ones", kMaxBranches);
+        throw UsageError::make("too many cache directories: at most {} distinct ones",
+                               kMaxBranches);
       }
       branches_.push_back(r.directory);
       it = branches_.end() - 1;

@@ -122,7 +122,8 @@ Resolution resolve(const Candidates& c, ResolutionPolicy policy, size_t branch_c
     }
     return seen[b];
   };
-  const size_t look = policy == ResolutionPolicy::kStrict ? std::min<size_t>(1, c.size()) : c.size();
+  const size_t look =
+      policy == ResolutionPolicy::kStrict ? std::min<size_t>(1, c.size()) : c.size();
   for (size_t i = 0; i < look; ++i) {
     switch (get(c[i])) {
       case Presence::kOther:
@@ -134,7 +135,8 @@ Resolution resolve(const Candidates& c, ResolutionPolicy policy, size_t branch_c
     }
   }
   for (size_t b = 0; b < branch_count; ++b) {
-    if (get(static_cast<BranchIndex>(b)) == Presence::kDirectory) return {Resolution::kDirectory, 0};
+    if (get(static_cast<BranchIndex>(b)) == Presence::kDirectory)
+      return {Resolution::kDirectory, 0};
   }
   return {};
 }

@@ -132,7 +132,8 @@ int run_mount(const MountConfig& cfg) {
   for (auto& a : argv_s) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-  fuse_session* se = fuse_session_new(&args, &Filesystem::operations(), sizeof(fuse_lowlevel_ops), &fs);
+  fuse_session* se =
+      fuse_session_new(&args, &Filesystem::operations(), sizeof(fuse_lowlevel_ops), &fs);
   fuse_opt_free_args(&args);
   if (se == nullptr) {
     spdlog::error("could not create the FUSE session (options: {})", opts);

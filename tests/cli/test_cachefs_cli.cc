@@ -110,11 +110,15 @@ TEST_F(CachefsCli, HelpAndVersionExitZero) {
   EXPECT_EQ(r.out.rfind("cachefs ", 0), 0u);
 }
 
-TEST_F(CachefsCli, UnknownFlag) { expect_error({"--cache-dir", cache(), mnt()}, "--cache-dir"); }
+TEST_F(CachefsCli, UnknownFlag) {
+  expect_error({"--cache-dir", cache(), mnt()}, "--cache-dir");
+}
 TEST_F(CachefsCli, MissingMountpoint) {
   expect_error({"--cache-directory", cache()}, "missing MOUNTPOINT");
 }
-TEST_F(CachefsCli, NoDefaultDirectory) { expect_error({mnt()}, "no default cache directory"); }
+TEST_F(CachefsCli, NoDefaultDirectory) {
+  expect_error({mnt()}, "no default cache directory");
+}
 TEST_F(CachefsCli, RouteWithoutEquals) {
   expect_error({"--cache-directory", cache(), "--define-cache-directories", cache() + "|x", mnt()},
                "entry 1");
@@ -124,13 +128,13 @@ TEST_F(CachefsCli, TrailingBar) {
                "trailing '|'");
 }
 TEST_F(CachefsCli, EmptySegment) {
-  expect_error(
-      {"--cache-directory", cache(), "--define-cache-directories", "a=x||b=y", mnt()},
-      "entry 2 is empty");
+  expect_error({"--cache-directory", cache(), "--define-cache-directories", "a=x||b=y", mnt()},
+               "entry 2 is empty");
 }
 TEST_F(CachefsCli, InvalidRegexNamesRoute) {
-  expect_error({"--cache-directory", cache(), "--define-cache-directories", cache() + "=[z-a]", mnt()},
-               "route 1 '" + cache() + "=[z-a]': invalid regex");
+  expect_error(
+      {"--cache-directory", cache(), "--define-cache-directories", cache() + "=[z-a]", mnt()},
+      "route 1 '" + cache() + "=[z-a]': invalid regex");
 }
 TEST_F(CachefsCli, BadPolicyFlagAndEnv) {
   expect_error({"--cache-directory", cache(), "--resolution-policy", "lax", mnt()},
@@ -161,7 +165,8 @@ TEST_F(CachefsCli, BadThreads) {
 }
 TEST_F(CachefsCli, BadConfigFile) {
   std::ofstream(dir_ + "/c.yaml") << "cache-directory: " << cache() << "\nroutes: {a: 1}\n";
-  expect_error({"--config", dir_ + "/c.yaml", mnt()}, dir_ + "/c.yaml:2:9: 'routes' must be a list");
+  expect_error({"--config", dir_ + "/c.yaml", mnt()},
+               dir_ + "/c.yaml:2:9: 'routes' must be a list");
 }
 TEST_F(CachefsCli, BadLogLevel) {
   expect_error({"--cache-directory", cache(), "--log-level", "chatty", mnt()}, "--log-level");

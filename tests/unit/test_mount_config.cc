@@ -1,5 +1,3 @@
-#include "fs/mount_config.h"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -10,6 +8,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "fs/mount_config.h"
 
 namespace cachefs {
 namespace {
@@ -59,7 +58,8 @@ class TempDir {
 };
 
 TEST(MountArgs, CacheDirectoryIsTheLastCatchAll) {
-  auto cfg = parse({"--cache-directory", "/d", "--define-cache-directories", "/g=^/go/|/c=", "/mnt"});
+  auto cfg =
+      parse({"--cache-directory", "/d", "--define-cache-directories", "/g=^/go/|/c=", "/mnt"});
   ASSERT_EQ(cfg.routes.size(), 3u);
   EXPECT_EQ(cfg.routes[0], (RouteSpec{"/g", "^/go/"}));
   EXPECT_EQ(cfg.routes[1], (RouteSpec{"/c", ""}));
@@ -97,8 +97,8 @@ TEST(MountArgs, EmptyEnvironmentVariableCountsAsUnset) {
 
 TEST(MountArgs, BadEnvironmentRoutesNameTheVariable) {
   Env env{{{"CACHEFS_DEFINE_CACHE_DIRECTORIES", "/a"}}};
-  EXPECT_EQ(error_of({"--cache-directory", "/d", "/mnt"}, env).rfind(
-                "CACHEFS_DEFINE_CACHE_DIRECTORIES: entry 1 '/a' has no '='", 0),
+  EXPECT_EQ(error_of({"--cache-directory", "/d", "/mnt"}, env)
+                .rfind("CACHEFS_DEFINE_CACHE_DIRECTORIES: entry 1 '/a' has no '='", 0),
             0u);
   Env env2{{{"CACHEFS_RESOLUTION_POLICY", "lax"}}};
   EXPECT_EQ(error_of({"--cache-directory", "/d", "/mnt"}, env2),
@@ -106,8 +106,8 @@ TEST(MountArgs, BadEnvironmentRoutesNameTheVariable) {
 }
 
 TEST(MountArgs, DashOCarriesCachefsKeysAndFuseOptions) {
-  auto cfg = parse({"/mnt", "-o", "allow_other,cache_directory=/o,resolution_policy=weak",
-                    "-o", "threads=4,noatime,defaults,_netdev"});
+  auto cfg = parse({"/mnt", "-o", "allow_other,cache_directory=/o,resolution_policy=weak", "-o",
+                    "threads=4,noatime,defaults,_netdev"});
   ASSERT_EQ(cfg.routes.size(), 1u);
   EXPECT_EQ(cfg.routes[0].directory, "/o");
   EXPECT_EQ(cfg.policy, ResolutionPolicy::kWeak);
@@ -228,18 +228,18 @@ TEST(ValidatePaths, RefusesWhatCannotWork) {
             "cache directory '" + t / "nope" + "': No such file or directory");
   EXPECT_EQ(validate_error(parse({"--cache-directory", t / "file", t / "mnt"})),
             "cache directory '" + t / "file" + "': not a directory");
-  EXPECT_EQ(validate_error(parse({"--define-cache-directories", t / "gone" + "=x", "--cache-directory",
-                                  t / "cache", t / "mnt"})),
+  EXPECT_EQ(validate_error(parse({"--define-cache-directories", t / "gone" + "=x",
+                                  "--cache-directory", t / "cache", t / "mnt"})),
             "route directory '" + t / "gone" + "': No such file or directory");
   EXPECT_EQ(validate_error(parse({"--cache-directory", t / "cache", t / "nomnt"})),
             "mountpoint '" + t / "nomnt" + "': No such file or directory");
   EXPECT_NE(validate_error(parse({"--cache-directory", t / "cache", t / "cache/mnt"}))
                 .find("lies inside cache directory"),
             std::string::npos);
-  EXPECT_NE(validate_error(parse({"--cache-directory", t / "cache", "--store", t / "mnt/s",
-                                  t / "mnt"}))
-                .find("--store"),
-            std::string::npos);
+  EXPECT_NE(
+      validate_error(parse({"--cache-directory", t / "cache", "--store", t / "mnt/s", t / "mnt"}))
+          .find("--store"),
+      std::string::npos);
   EXPECT_FALSE(fs::exists(t / "mnt/s"));  // refused: not created
 }
 

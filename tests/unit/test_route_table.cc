@@ -1,10 +1,9 @@
-#include "fs/route_table.h"
-
 #include <gtest/gtest.h>
 
 #include <map>
 
 #include "common/error.h"
+#include "fs/route_table.h"
 
 namespace cachefs {
 namespace {
@@ -61,8 +60,9 @@ TEST(RouteSpec, TrailingBarIsAnError) {
 
 TEST(RouteSpec, EmptySpecAndEmptyDirectory) {
   EXPECT_NE(error_of([] { parse_route_spec(""); }).find("entry 1 is empty"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_route_spec("=^/x"); }).find("entry 1 '=^/x' has an empty directory"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_route_spec("=^/x"); }).find("entry 1 '=^/x' has an empty directory"),
+      std::string::npos);
 }
 
 TEST(RouteTable, InvalidRegexNamesTheRoute) {
@@ -73,8 +73,9 @@ TEST(RouteTable, InvalidRegexNamesTheRoute) {
 }
 
 TEST(RouteTable, NeedsACatchAll) {
-  EXPECT_NE(error_of([] { RouteTable t({{"/a", "x"}}, ResolutionPolicy::kStrict); })
-                .find("no default cache directory"),
+  EXPECT_NE(error_of([] {
+              RouteTable t({{"/a", "x"}}, ResolutionPolicy::kStrict);
+            }).find("no default cache directory"),
             std::string::npos);
 }
 
