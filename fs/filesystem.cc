@@ -144,7 +144,10 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
   struct stat st {};
   if (p.res.kind == Resolution::kFile) {
     st = p.found[p.res.branch].st;
-    n = nodes_.intern_file(p.res.branch, std::move(p.found[p.res.branch].fd), false, st);
+    n = nodes_.intern_file(
+        parent, name,
+        std::make_shared<FileBacking>(p.res.branch, std::move(p.found[p.res.branch].fd), false, st),
+        st.st_nlink);
   } else {
     // Primary: the first candidate holding the directory, else the first branch.
     Candidates c;
@@ -171,8 +174,9 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
 
 int Filesystem::getattr(Node* n, struct stat& st) {
   if (!n->is_dir()) {
-    if (::fstatat(n->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
-    st.st_ino = shown_ino(n->branch, st);
+    const auto f = n->backing();
+    if (::fstatat(f->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    st.st_ino = shown_ino(f->branch, st);
     return 0;
   }
   // A union directory shows its primary branch's attributes, with the newest
@@ -218,17 +222,17 @@ void Filesystem::fill_entry(Node* n, const struct stat& st, fuse_entry_param& e)
   e.entry_timeout = cfg_.entry_timeout;
 }
 
-int Filesystem::io_fd(Node* n, bool write) {
+int Filesystem::io_fd(FileBacking& n, bool write) {
   if (write && read_only()) return -EROFS;
-  if (n->fd_writable) return n->fd.get();
-  int fd = n->rw.load(std::memory_order_acquire);
+  if (n.fd_writable) return n.fd.get();
+  int fd = n.rw.load(std::memory_order_acquire);
   if (fd >= 0) return fd;
-  if (!write && (fd = n->ro.load(std::memory_order_acquire)) >= 0) return fd;
-  std::lock_guard lock(n->io_mu);
-  if ((fd = n->rw.load(std::memory_order_acquire)) >= 0) return fd;
-  if (!write && (fd = n->ro.load(std::memory_order_acquire)) >= 0) return fd;
+  if (!write && (fd = n.ro.load(std::memory_order_acquire)) >= 0) return fd;
+  std::lock_guard lock(n.io_mu);
+  if ((fd = n.rw.load(std::memory_order_acquire)) >= 0) return fd;
+  if (!write && (fd = n.ro.load(std::memory_order_acquire)) >= 0) return fd;
   char proc[64];
-  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", n->fd.get());
+  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", n.fd.get());
   // Through the magic link the open lands on the node's own inode, a regular file
   // (callers check), so there is no symlink to follow. Read-write when possible so
   // one descriptor serves both; read-only when the inode refuses (busy text file,
@@ -236,14 +240,14 @@ int Filesystem::io_fd(Node* n, bool write) {
   if (!read_only()) {
     fd = ::open(proc, O_RDWR | O_CLOEXEC);
     if (fd >= 0) {
-      n->rw.store(fd, std::memory_order_release);
+      n.rw.store(fd, std::memory_order_release);
       return fd;
     }
     if (write) return -errno;
   }
   fd = ::open(proc, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
-  n->ro.store(fd, std::memory_order_release);
+  n.ro.store(fd, std::memory_order_release);
   return fd;
 }
 
@@ -296,7 +300,9 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
     found[branch].st = st;
     n = nodes_.intern_dir(parent, name, found, branch);
   } else {
-    n = nodes_.intern_file(branch, std::move(fd), fd_writable, st);
+    n = nodes_.intern_file(parent, name,
+                           std::make_shared<FileBacking>(branch, std::move(fd), fd_writable, st),
+                           st.st_nlink);
   }
   if (int err = getattr(n, st)) {
     nodes_.forget(n, 1);

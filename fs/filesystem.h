@@ -55,8 +55,9 @@ class Filesystem {
   int getattr(Node* n, struct stat& st);
   void fill_entry(Node* n, const struct stat& st, fuse_entry_param& e) const;
 
-  // A readable/writable fd for a non-directory's contents, or -errno.
-  int io_fd(Node* n, bool write);
+  // A readable/writable fd for a backing file's contents, or -errno. Valid while
+  // the caller holds the backing.
+  int io_fd(FileBacking& f, bool write);
   // A real (not O_PATH) fd on a directory in branch b, for fchmod, xattrs, readdir.
   UniqueFd open_dir(Node* dir, BranchIndex b, int flags = O_RDONLY);
 

@@ -4,10 +4,18 @@
 
 namespace cachefs {
 
-Node::~Node() {
+FileBacking::~FileBacking() {
   for (auto* a : {&rw, &ro}) {
     const int d = a->load(std::memory_order_relaxed);
     if (d >= 0) ::close(d);
+  }
+}
+
+static void close_dir_fds(Node* n, size_t branches) {
+  if (!n->dirs) return;
+  for (size_t b = 0; b < branches; ++b) {
+    const int fd = n->dirs[b].fd.load(std::memory_order_acquire);
+    if (fd >= 0) ::close(fd);
   }
 }
 
@@ -17,20 +25,9 @@ NodeTable::NodeTable(size_t branch_count, std::span<UniqueFd> root_fds) : branch
   for (size_t b = 0; b < branches_; ++b) {
     struct stat st {};
     ::fstat(root_fds[b].get(), &st);
-    root_->dirs[b].dev.store(st.st_dev, std::memory_order_relaxed);
-    root_->dirs[b].ino.store(st.st_ino, std::memory_order_relaxed);
-    root_->dirs[b].fd.store(root_fds[b].release(), std::memory_order_release);
+    publish_dir_fd(root_.get(), static_cast<BranchIndex>(b), std::move(root_fds[b]), st);
   }
   root_->cached_path = "/";
-  root_->cached_gen = UINT64_MAX;  // never stale
-}
-
-static void close_dir_fds(Node* n, size_t branches) {
-  if (!n->dirs) return;
-  for (size_t b = 0; b < branches; ++b) {
-    const int fd = n->dirs[b].fd.load(std::memory_order_acquire);
-    if (fd >= 0) ::close(fd);
-  }
 }
 
 NodeTable::~NodeTable() {
@@ -48,33 +45,64 @@ std::unique_ptr<Node> NodeTable::new_dir_node() {
   return n;
 }
 
-Node* NodeTable::intern_file(BranchIndex b, UniqueFd fd, bool fd_writable, const struct stat& st) {
-  std::lock_guard lock(mu_);
-  auto [it, inserted] = files_.try_emplace(FileKey{st.st_dev, st.st_ino}, nullptr);
-  if (!inserted) {
-    ++it->second->nlookup;
-    return it->second;  // `fd` closes on return
-  }
-  auto n = std::make_unique<Node>(Node::Kind::kOther);
-  n->branch = b;
-  n->fd = std::move(fd);
-  n->fd_writable = fd_writable;
-  n->dev = st.st_dev;
-  n->ino = st.st_ino;
-  n->nlookup = 1;
+Node* NodeTable::insert_locked(Key key, std::unique_ptr<Node> fresh) {
+  Node* n = fresh.release();
+  n->parent = const_cast<Node*>(key.parent);
+  n->name = key.name;
+  ++n->parent->child_refs;
   n->indexed = true;
-  it->second = n.release();
-  all_.insert(it->second);
-  return it->second;
+  names_[std::move(key)] = n;
+  all_.insert(n);
+  return n;
+}
+
+void NodeTable::retire_locked(std::unordered_map<Key, Node*, KeyHash>::iterator it) {
+  it->second->indexed = false;
+  names_.erase(it);
+}
+
+Node* NodeTable::intern_file(Node* parent, std::string_view name,
+                             std::shared_ptr<FileBacking> backing, nlink_t nlink) {
+  std::lock_guard lock(mu_);
+  const InodeKey ik{backing->dev, backing->ino};
+  if (nlink > 1) {
+    if (auto l = links_.find(ik); l != links_.end()) {
+      ++l->second->nlookup;
+      return l->second;
+    }
+  }
+  Key key{parent, std::string(name)};
+  auto it = names_.find(key);
+  Node* n = it == names_.end() ? nullptr : it->second;
+  if (n != nullptr) {
+    const auto have = n->is_dir() ? nullptr : n->backing();
+    if (have == nullptr || have->dev != backing->dev || have->ino != backing->ino) {
+      retire_locked(it);
+      n = nullptr;
+    }
+  }
+  if (n == nullptr) {
+    auto fresh = std::make_unique<Node>(Node::Kind::kOther);
+    fresh->set_backing(std::move(backing));
+    n = insert_locked(std::move(key), std::move(fresh));
+  }
+  if (nlink > 1) links_.try_emplace(ik, n);
+  ++n->nlookup;
+  return n;
+}
+
+void NodeTable::add_link(Node* n) {
+  std::lock_guard lock(mu_);
+  const auto b = n->backing();
+  links_[InodeKey{b->dev, b->ino}] = n;
+  ++n->nlookup;
 }
 
 int NodeTable::publish_dir_fd(Node* dir, BranchIndex b, UniqueFd fd, const struct stat& st) {
   BranchDir& slot = dir->dirs[b];
-  int expected = -1;
-  // dev/ino are only read after a successful acquire-load of fd; a racing writer
-  // stores identical values for the same directory.
   slot.dev.store(st.st_dev, std::memory_order_relaxed);
   slot.ino.store(st.st_ino, std::memory_order_relaxed);
+  int expected = -1;
   if (slot.fd.compare_exchange_strong(expected, fd.get(), std::memory_order_acq_rel)) {
     return fd.release();
   }
@@ -84,32 +112,23 @@ int NodeTable::publish_dir_fd(Node* dir, BranchIndex b, UniqueFd fd, const struc
 Node* NodeTable::intern_dir(Node* parent, std::string_view name, std::span<Found> found,
                             BranchIndex primary) {
   std::lock_guard lock(mu_);
-  DirKey key{parent, std::string(name)};
-  auto it = dirs_.find(key);
-  Node* n = it == dirs_.end() ? nullptr : it->second;
+  Key key{parent, std::string(name)};
+  auto it = names_.find(key);
+  Node* n = it == names_.end() ? nullptr : it->second;
   if (n != nullptr) {
-    // Stale if a branch directory we hold is not the one now at that name.
-    for (size_t b = 0; b < branches_; ++b) {
+    bool stale = !n->is_dir();
+    for (size_t b = 0; !stale && b < branches_; ++b) {
       if (!found[b].fd.valid()) continue;
       const int have = n->dirs[b].fd.load(std::memory_order_acquire);
-      if (have >= 0 && (n->dirs[b].dev.load(std::memory_order_relaxed) != found[b].st.st_dev ||
-                        n->dirs[b].ino.load(std::memory_order_relaxed) != found[b].st.st_ino)) {
-        unindex_locked(n);
-        n = nullptr;
-        break;
-      }
+      stale = have >= 0 && (n->dirs[b].dev.load(std::memory_order_relaxed) != found[b].st.st_dev ||
+                            n->dirs[b].ino.load(std::memory_order_relaxed) != found[b].st.st_ino);
+    }
+    if (stale) {
+      retire_locked(it);
+      n = nullptr;
     }
   }
-  if (n == nullptr) {
-    auto fresh = new_dir_node();
-    n = fresh.release();
-    n->parent = parent;
-    n->name = key.name;
-    ++parent->child_refs;
-    n->indexed = true;
-    dirs_[std::move(key)] = n;
-    all_.insert(n);
-  }
+  if (n == nullptr) n = insert_locked(std::move(key), new_dir_node());
   ++n->nlookup;
   n->primary.store(primary, std::memory_order_relaxed);
   for (size_t b = 0; b < branches_; ++b) {
@@ -120,24 +139,19 @@ Node* NodeTable::intern_dir(Node* parent, std::string_view name, std::span<Found
   return n;
 }
 
-void NodeTable::unindex_locked(Node* n) {
-  if (!n->indexed) return;
-  n->indexed = false;
-  if (n->is_dir()) {
-    dirs_.erase(DirKey{n->parent, n->name});
-  } else {
-    files_.erase(FileKey{n->dev, n->ino});
-  }
-}
-
 void NodeTable::release_locked(Node* n) {
   while (n != nullptr && n != root_.get() && n->nlookup == 0 && n->child_refs == 0) {
-    unindex_locked(n);
+    if (n->indexed) names_.erase(Key{n->parent, n->name});
+    if (!n->is_dir()) {
+      const auto b = n->backing();
+      if (auto l = links_.find(InodeKey{b->dev, b->ino}); l != links_.end() && l->second == n) {
+        links_.erase(l);
+      }
+    }
     Node* parent = n->parent;
     close_dir_fds(n, branches_);
     all_.erase(n);
     delete n;
-    if (parent == nullptr) break;
     --parent->child_refs;
     n = parent;
   }
@@ -150,11 +164,11 @@ void NodeTable::forget(Node* n, uint64_t count) {
   release_locked(n);
 }
 
-Node* NodeTable::get_parent(Node* dir, std::string& name) {
+Node* NodeTable::get_parent(Node* n, std::string& name) {
   std::lock_guard lock(mu_);
-  name = dir->name;
-  if (dir->parent != nullptr) ++dir->parent->child_refs;
-  return dir->parent;
+  name = n->name;
+  if (n->parent != nullptr) ++n->parent->child_refs;
+  return n->parent;
 }
 
 void NodeTable::put_parent(Node* parent) {
@@ -163,33 +177,28 @@ void NodeTable::put_parent(Node* parent) {
   release_locked(parent);
 }
 
-void NodeTable::move_dir(Node* parent, std::string_view name, Node* new_parent,
-                         std::string_view new_name) {
+void NodeTable::move(Node* parent, std::string_view name, Node* new_parent,
+                     std::string_view new_name) {
   std::lock_guard lock(mu_);
-  ++rename_gen_;
-  auto dst = dirs_.find(DirKey{new_parent, std::string(new_name)});
-  if (dst != dirs_.end()) {
-    dst->second->indexed = false;
-    dirs_.erase(dst);
-  }
-  auto src = dirs_.find(DirKey{parent, std::string(name)});
-  if (src == dirs_.end()) return;
+  auto dst = names_.find(Key{new_parent, std::string(new_name)});
+  if (dst != names_.end()) retire_locked(dst);
+  auto src = names_.find(Key{parent, std::string(name)});
+  if (src == names_.end()) return;
   Node* n = src->second;
-  dirs_.erase(src);
+  names_.erase(src);
+  if (n->is_dir()) ++rename_gen_;  // every cached path below it is now wrong
   ++new_parent->child_refs;
   n->parent = new_parent;
   n->name = std::string(new_name);
-  dirs_[DirKey{new_parent, n->name}] = n;
+  names_[Key{new_parent, n->name}] = n;
   --parent->child_refs;
   release_locked(parent);
 }
 
-void NodeTable::drop_dir(Node* parent, std::string_view name) {
+void NodeTable::drop(Node* parent, std::string_view name) {
   std::lock_guard lock(mu_);
-  auto it = dirs_.find(DirKey{parent, std::string(name)});
-  if (it == dirs_.end()) return;
-  it->second->indexed = false;
-  dirs_.erase(it);
+  auto it = names_.find(Key{parent, std::string(name)});
+  if (it != names_.end()) retire_locked(it);
 }
 
 const std::string& NodeTable::dir_path_locked(Node* dir) {

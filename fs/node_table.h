@@ -2,13 +2,20 @@
 // address. This file is the one place where nodes are created, found again, and
 // freed; nothing else touches lookup counts.
 //
-// Two kinds, two identities:
-//  * a non-directory is one backing inode in one branch, keyed by (st_dev, st_ino),
-//    so hard links made through the mount are one node, as the kernel expects;
-//  * a directory is a name in the mount's namespace, keyed by (parent node, name):
-//    it is a union of same-named directories in every branch, and it knows its
-//    parent so that its path (which routes its children) can be computed. A child
-//    directory node holds a reference on its parent.
+// A node is a name in the mount's namespace, keyed by (parent node, name), and
+// holds a reference on its parent, so that its path (which routes it) can always
+// be computed and an operation on it can reach its entry in the backing tree.
+//  * A directory is a union of same-named directories in every branch: one O_PATH
+//    fd per branch, each published once.
+//  * A non-directory is one backing inode in one branch (a FileBacking). The
+//    backing can be replaced while the node lives — a deduplicated file broken
+//    into a private copy on first write, a lower file copied up — and operations
+//    hold a shared_ptr to the backing they started with, so a swap never closes a
+//    descriptor under a running read.
+// Hard links are the exception to one-node-per-name: names whose backing inode
+// has several links resolve to one node (found through an inode index), so the
+// kernel keeps one page cache for them. Such a node keeps the name it was first
+// found by.
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -36,40 +43,52 @@ struct BranchDir {
   std::atomic<ino_t> ino{0};
 };
 
+// One backing inode of a non-directory. Immutable but for its lazily opened data
+// descriptors, which are set once and closed with the backing.
+struct FileBacking {
+  FileBacking(BranchIndex b, UniqueFd f, bool writable, const struct stat& st)
+      : branch(b), fd(std::move(f)), fd_writable(writable), dev(st.st_dev), ino(st.st_ino) {}
+  ~FileBacking();
+
+  const BranchIndex branch;
+  const UniqueFd fd;  // O_PATH|O_NOFOLLOW, or the read-write fd `create` opened
+  const bool fd_writable;
+  const dev_t dev;
+  const ino_t ino;
+
+  std::mutex io_mu;
+  std::atomic<int> rw{-1};  // reopened through /proc/self/fd from `fd`
+  std::atomic<int> ro{-1};
+};
+
 struct Node {
   enum class Kind : uint8_t { kDirectory, kOther };
   explicit Node(Kind k) : kind(k) {}
-  ~Node();
 
   const Kind kind;
   bool is_dir() const { return kind == Kind::kDirectory; }
 
   // ---- guarded by NodeTable::mu_ ----
   uint64_t nlookup = 0;
-  uint32_t child_refs = 0;  // directories: child directory nodes naming this one as parent
+  uint32_t child_refs = 0;  // nodes naming this one as parent
   bool indexed = false;
-  Node* parent = nullptr;  // directories only
-  std::string name;        // directories only
-  std::string cached_path;
+  Node* parent = nullptr;
+  std::string name;
+  std::string cached_path;  // directories: "/a/b/"
   uint64_t cached_gen = 0;
 
-  // ---- non-directories; immutable after intern ----
-  BranchIndex branch = 0;
-  UniqueFd fd;  // O_PATH|O_NOFOLLOW, or the read-write fd `create` opened
-  bool fd_writable = false;
-  dev_t dev = 0;
-  ino_t ino = 0;
-
-  // Lazily opened data descriptors, reopened through /proc/self/fd from `fd`. Each
-  // is set once and closed only with the node, so a concurrent read never sees its
-  // descriptor number closed and reused.
-  std::mutex io_mu;
-  std::atomic<int> rw{-1};
-  std::atomic<int> ro{-1};
+  // ---- non-directories ----
+  std::shared_ptr<FileBacking> backing() const { return file.load(std::memory_order_acquire); }
+  void set_backing(std::shared_ptr<FileBacking> b) {
+    file.store(std::move(b), std::memory_order_release);
+  }
 
   // ---- directories: one slot per branch ----
   std::unique_ptr<BranchDir[]> dirs;
   std::atomic<BranchIndex> primary{0};  // branch whose attributes the directory shows
+
+ private:
+  std::atomic<std::shared_ptr<FileBacking>> file;
 };
 
 class NodeTable {
@@ -88,14 +107,17 @@ class NodeTable {
     return n == root_.get() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(n);
   }
 
-  // The node for a backing non-directory, created if new; counts one lookup. Takes
-  // `fd` (closed when the inode already has a node).
-  Node* intern_file(BranchIndex b, UniqueFd fd, bool fd_writable, const struct stat& st);
+  // The node for non-directory `name` in `parent`, backed by `backing`; counts one
+  // lookup. A node already there for the same backing inode is reused; one for
+  // another inode (the name was replaced behind our back) is retired. With
+  // `nlink` > 1 the node of another name of the same inode is reused.
+  Node* intern_file(Node* parent, std::string_view name, std::shared_ptr<FileBacking> backing,
+                    nlink_t nlink);
 
-  // The directory node for `name` in `parent`, created if new or if the one known
-  // is stale (its branch directory is no longer the one found); counts one lookup.
-  // `found` holds the O_PATH fds found per branch (invalid = not there) and their
-  // stat; slots the node lacks are filled, the rest closed.
+  // The directory node for `name` in `parent`; counts one lookup. Reused unless a
+  // branch directory it holds is no longer the one found. `found` holds the O_PATH
+  // fds found per branch (invalid = not there) and their stat; slots the node
+  // lacks are filled, the rest closed.
   struct Found {
     UniqueFd fd;
     struct stat st;
@@ -103,22 +125,26 @@ class NodeTable {
   Node* intern_dir(Node* parent, std::string_view name, std::span<Found> found,
                    BranchIndex primary);
 
+  // `n` just gained a name through link(): later lookups of any of its names find
+  // it; counts one lookup (the kernel's for the new name).
+  void add_link(Node* n);
+
   // Publishes a branch directory fd on a directory node; returns the fd that won
   // (another thread may have published first; `fd` is then closed).
   int publish_dir_fd(Node* dir, BranchIndex b, UniqueFd fd, const struct stat& st);
 
   void forget(Node* n, uint64_t count);
 
-  // The parent of a directory node and its name, with a reference held on the
-  // parent so a concurrent rename cannot free it; drop with put_parent.
-  Node* get_parent(Node* dir, std::string& name);
+  // The parent of a node and its name, with a reference held on the parent so a
+  // concurrent rename cannot free it; drop with put_parent.
+  Node* get_parent(Node* n, std::string& name);
   void put_parent(Node* parent);
 
-  // A directory was renamed: the node at (parent, name) now lives at
-  // (new_parent, new_name); whatever directory node was there is unindexed.
-  void move_dir(Node* parent, std::string_view name, Node* new_parent, std::string_view new_name);
-  // A directory was removed: later lookups must not find its node.
-  void drop_dir(Node* parent, std::string_view name);
+  // An entry was renamed: the node at (parent, name), if any, now lives at
+  // (new_parent, new_name); whatever node was there is retired.
+  void move(Node* parent, std::string_view name, Node* new_parent, std::string_view new_name);
+  // An entry was removed: later lookups must not find its node.
+  void drop(Node* parent, std::string_view name);
 
   // "/a/b/" for a directory ("/" for the root); "/a/b/c" or "/a/b/c/" for a child.
   std::string child_path(Node* dir, std::string_view name, bool as_dir);
@@ -126,37 +152,38 @@ class NodeTable {
   size_t size();
 
  private:
-  struct DirKey {
+  struct Key {
     const Node* parent;
     std::string name;
-    bool operator==(const DirKey&) const = default;
+    bool operator==(const Key&) const = default;
   };
-  struct DirKeyHash {
-    size_t operator()(const DirKey& k) const {
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
       return std::hash<std::string_view>()(k.name) ^ (std::hash<const void*>()(k.parent) * 31);
-    }
-  };
-  struct FileKey {
-    dev_t dev;
-    ino_t ino;
-    bool operator==(const FileKey&) const = default;
-  };
-  struct FileKeyHash {
-    size_t operator()(const FileKey& k) const {
-      return std::hash<uint64_t>()(k.ino ^ (k.dev << 40));
     }
   };
 
   std::unique_ptr<Node> new_dir_node();
+  Node* insert_locked(Key key, std::unique_ptr<Node> n);
   const std::string& dir_path_locked(Node* dir);
-  void unindex_locked(Node* n);
+  void retire_locked(std::unordered_map<Key, Node*, KeyHash>::iterator it);
   void release_locked(Node* n);
 
   const size_t branches_;
   std::mutex mu_;
   std::unique_ptr<Node> root_;
-  std::unordered_map<FileKey, Node*, FileKeyHash> files_;
-  std::unordered_map<DirKey, Node*, DirKeyHash> dirs_;
+  std::unordered_map<Key, Node*, KeyHash> names_;
+  struct InodeKey {
+    dev_t dev;
+    ino_t ino;
+    bool operator==(const InodeKey&) const = default;
+  };
+  struct InodeKeyHash {
+    size_t operator()(const InodeKey& k) const {
+      return std::hash<uint64_t>()(k.ino ^ (k.dev << 40));
+    }
+  };
+  std::unordered_map<InodeKey, Node*, InodeKeyHash> links_;  // nodes of multiply-linked inodes
   std::unordered_set<Node*> all_;  // every live node but the root, for teardown
   uint64_t rename_gen_ = 1;        // bumped by every directory rename: invalidates cached paths
 };

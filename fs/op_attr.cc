@@ -46,13 +46,16 @@ int apply(int fd, bool symlink, const struct stat& attr, int to_set) {
 
 // The descriptors whose inodes carry a node's xattrs: the file itself, or every
 // branch of a directory (primary first). Symlinks and special files have none here.
-int xattr_fds(Filesystem& fs, Node* n, bool all, std::vector<UniqueFd>& out, int& single) {
+int xattr_fds(Filesystem& fs, Node* n, bool all, std::vector<UniqueFd>& out, int& single,
+              std::shared_ptr<FileBacking>& keep) {
   single = -1;
   if (!n->is_dir()) {
     struct stat st {};
-    if (::fstatat(n->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    const auto f = n->backing();
+    if (::fstatat(f->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
     if (!S_ISREG(st.st_mode)) return ENOTSUP;
-    single = fs.io_fd(n, false);
+    single = fs.io_fd(*f, false);
+    keep = f;
     return single < 0 ? -single : 0;
   }
   const BranchIndex primary = n->primary.load();
@@ -84,16 +87,17 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
     }
   } else {
     struct stat st {};
-    if (::fstatat(n->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
+    const auto f = n->backing();
+    if (::fstatat(f->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
     if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
       if (!S_ISREG(st.st_mode)) {
         err = EINVAL;
       } else {
-        const int fd = fs.io_fd(n, true);
+        const int fd = fs.io_fd(*f, true);
         err = fd < 0 ? -fd : (::ftruncate(fd, attr->st_size) == 0 ? 0 : errno);
       }
     }
-    if (!err) err = apply(n->fd.get(), S_ISLNK(st.st_mode), *attr, to_set);
+    if (!err) err = apply(f->fd.get(), S_ISLNK(st.st_mode), *attr, to_set);
   }
   struct stat out {};
   if (!err) err = fs.getattr(n, out);
@@ -112,8 +116,9 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
     return;
   }
   std::vector<UniqueFd> fds;
+  std::shared_ptr<FileBacking> keep;
   int single;
-  int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single);
+  int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single, keep);
   if (!err && fds.empty()) err = ::fsetxattr(single, name, value, size, flags) == 0 ? 0 : errno;
   for (const UniqueFd& fd : fds) {
     if (!err) err = ::fsetxattr(fd.get(), name, value, size, flags) == 0 ? 0 : errno;
@@ -124,8 +129,9 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
 void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Filesystem& fs = fs_of(req);
   std::vector<UniqueFd> fds;
+  std::shared_ptr<FileBacking> keep;
   int single;
-  if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single)) {
+  if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single, keep)) {
     fuse_reply_err(req, err);
     return;
   }
@@ -143,8 +149,9 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   Filesystem& fs = fs_of(req);
   std::vector<UniqueFd> fds;
+  std::shared_ptr<FileBacking> keep;
   int single;
-  if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single)) {
+  if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single, keep)) {
     if (err != ENOTSUP)
       fuse_reply_err(req, err);
     else if (size == 0)
@@ -171,8 +178,9 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     return;
   }
   std::vector<UniqueFd> fds;
+  std::shared_ptr<FileBacking> keep;
   int single;
-  int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single);
+  int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single, keep);
   if (!err && fds.empty()) err = ::fremovexattr(single, name) == 0 ? 0 : errno;
   bool removed = false;
   for (const UniqueFd& fd : fds) {

@@ -247,7 +247,7 @@ void rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     }
     removed.push_back(bi);
   }
-  fs.nodes().drop_dir(parent, name);
+  fs.nodes().drop(parent, name);
   fuse_reply_err(req, 0);
 }
 

@@ -11,13 +11,15 @@
 namespace cachefs::ops {
 namespace {
 
-Node* regular(fuse_req_t req, fuse_ino_t ino) {
+// The backing of a non-directory, held for the whole operation; null (and the
+// request answered) for a directory.
+std::shared_ptr<FileBacking> regular(fuse_req_t req, fuse_ino_t ino) {
   Node* n = fs_of(req).nodes().node(ino);
   if (n->is_dir()) {
     fuse_reply_err(req, EISDIR);
     return nullptr;
   }
-  return n;
+  return n->backing();
 }
 
 }  // namespace
@@ -28,10 +30,10 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, ENOSYS);
     return;
   }
-  Node* n = regular(req, ino);
+  const auto n = regular(req, ino);
   if (n == nullptr) return;
   const bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
-  const int fd = fs.io_fd(n, write);
+  const int fd = fs.io_fd(*n, write);
   if (fd < 0) {
     fuse_reply_err(req, -fd);
     return;
@@ -70,9 +72,9 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
 }
 
 void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  Node* n = regular(req, ino);
+  const auto n = regular(req, ino);
   if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(n, false);
+  const int fd = fs_of(req).io_fd(*n, false);
   if (fd < 0) {
     fuse_reply_err(req, -fd);
     return;
@@ -85,9 +87,9 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
 }
 
 void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
-  Node* n = regular(req, ino);
+  const auto n = regular(req, ino);
   if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(n, true);
+  const int fd = fs_of(req).io_fd(*n, true);
   if (fd < 0) {
     fuse_reply_err(req, -fd);
     return;
@@ -119,9 +121,9 @@ void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 }
 
 void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
-  Node* n = regular(req, ino);
+  const auto n = regular(req, ino);
   if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(n, false);
+  const int fd = fs_of(req).io_fd(*n, false);
   if (fd < 0) {
     fuse_reply_err(req, -fd);
     return;
@@ -131,9 +133,9 @@ void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
 
 void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                fuse_file_info*) {
-  Node* n = regular(req, ino);
+  const auto n = regular(req, ino);
   if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(n, true);
+  const int fd = fs_of(req).io_fd(*n, true);
   if (fd < 0) {
     fuse_reply_err(req, -fd);
     return;
@@ -142,9 +144,9 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
 }
 
 void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
-  Node* n = regular(req, ino);
+  const auto n = regular(req, ino);
   if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(n, false);
+  const int fd = fs_of(req).io_fd(*n, false);
   if (fd < 0) {
     fuse_reply_err(req, -fd);
     return;
@@ -161,14 +163,16 @@ void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
 void copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*,
                      fuse_ino_t ino_out, off_t off_out, fuse_file_info*, size_t len, int flags) {
   Filesystem& fs = fs_of(req);
-  Node* in = fs.nodes().node(ino_in);
-  Node* out = fs.nodes().node(ino_out);
-  if (in->is_dir() || out->is_dir()) {
+  Node* nin = fs.nodes().node(ino_in);
+  Node* nout = fs.nodes().node(ino_out);
+  if (nin->is_dir() || nout->is_dir()) {
     fuse_reply_err(req, EISDIR);
     return;
   }
-  const int fd_in = fs.io_fd(in, false);
-  const int fd_out = fs.io_fd(out, true);
+  const auto in = nin->backing();
+  const auto out = nout->backing();
+  const int fd_in = fs.io_fd(*in, false);
+  const int fd_out = fs.io_fd(*out, true);
   if (fd_in < 0 || fd_out < 0) {
     fuse_reply_err(req, fd_in < 0 ? -fd_in : -fd_out);
     return;

@@ -54,7 +54,7 @@ void readlink(fuse_req_t req, fuse_ino_t ino) {
   }
   char buf[PATH_MAX + 1];
   // The target is returned to the kernel as text; the daemon never resolves it.
-  const ssize_t len = ::readlinkat(n->fd.get(), "", buf, sizeof buf - 1);
+  const ssize_t len = ::readlinkat(n->backing()->fd.get(), "", buf, sizeof buf - 1);
   if (len < 0) {
     fuse_reply_err(req, errno);
     return;

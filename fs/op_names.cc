@@ -85,28 +85,30 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* 
     fuse_reply_err(req, EINVAL);
     return;
   }
-  if (!may_live_in(fs, fs.nodes().child_path(newparent, newname, false), n->branch)) {
+  const auto f = n->backing();
+  if (!may_live_in(fs, fs.nodes().child_path(newparent, newname, false), f->branch)) {
     fuse_reply_err(req, EXDEV);
     return;
   }
-  const int pfd = fs.dir_fd(newparent, n->branch, true);
+  const int pfd = fs.dir_fd(newparent, f->branch, true);
   if (pfd < 0) {
     fuse_reply_err(req, -pfd);
     return;
   }
-  if (::linkat(n->fd.get(), "", pfd, newname, AT_EMPTY_PATH) != 0) {
+  if (::linkat(f->fd.get(), "", pfd, newname, AT_EMPTY_PATH) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
+  // The kernel keeps one inode for both names: answer with the same node.
+  fs.nodes().add_link(n);
   struct stat st {};
-  if (::fstatat(n->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-    fuse_reply_err(req, errno);
+  if (int err = fs.getattr(n, st)) {
+    fs.nodes().forget(n, 1);
+    fuse_reply_err(req, err);
     return;
   }
-  Node* same = fs.nodes().intern_file(n->branch, UniqueFd(), false, st);
-  fs.getattr(same, st);
   fuse_entry_param e;
-  fs.fill_entry(same, st, e);
+  fs.fill_entry(n, st, e);
   fuse_reply_entry(req, &e);
 }
 
@@ -142,6 +144,7 @@ void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
       break;
     }
   }
+  if (!err) fs.nodes().drop(parent, name);
   fuse_reply_err(req, err);
 }
 
@@ -160,7 +163,14 @@ int rename_file(Filesystem& fs, Node* parent, const char* name, Node* newparent,
   const int spfd = fs.dir_fd(parent, b, false);
   const int dpfd = fs.dir_fd(newparent, b, true);
   if (spfd < 0 || dpfd < 0) return spfd < 0 ? -spfd : -dpfd;
-  return ::renameat2(spfd, name, dpfd, newname, flags) == 0 ? 0 : errno;
+  if (::renameat2(spfd, name, dpfd, newname, flags) != 0) return errno;
+  if (flags & RENAME_EXCHANGE) {
+    fs.nodes().drop(parent, name);
+    fs.nodes().drop(newparent, newname);
+  } else {
+    fs.nodes().move(parent, name, newparent, newname);
+  }
+  return 0;
 }
 
 // A directory is renamed in every branch that holds it. An empty destination
@@ -211,7 +221,7 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
     }
     return err;
   }
-  fs.nodes().move_dir(parent, name, newparent, newname);
+  fs.nodes().move(parent, name, newparent, newname);
   return 0;
 }
 
