@@ -110,10 +110,13 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
   Filesystem& fs = fs_of(req);
   Node* dir = fs.nodes().node(ino);
   auto* h = reinterpret_cast<DirHandle*>(fi->fh);
-  std::lock_guard lock(h->mu);
+  // The reply must be sent after unlocking: once it is, the kernel may release
+  // the handle from another thread.
+  std::unique_lock lock(h->mu);
   if (off == 0 && h->served) {
     // rewinddir(3): a fresh look, as POSIX asks.
     if (int err = build_listing(fs, dir, h->entries)) {
+      lock.unlock();
       fuse_reply_err(req, err);
       return;
     }
@@ -145,6 +148,7 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
     if (need > size - pos) break;
     pos += need;
   }
+  lock.unlock();
   fuse_reply_buf(req, buf.data(), pos);
 }
 
