@@ -293,6 +293,7 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return errno;
   chown_to_caller(req, fd.get(), "", st);
+  changed(parent);
   Node* n;
   if (S_ISDIR(st.st_mode)) {
     std::vector<NodeTable::Found> found(branch_count());

@@ -71,6 +71,9 @@ class Filesystem {
                     BranchIndex branch, UniqueFd fd, bool fd_writable, fuse_entry_param& e);
   void chown_to_caller(fuse_req_t req, int fd, const char* name, const struct stat& st);
 
+  // A change was made inside `dir` through the mount: its listing is out of date.
+  static void changed(Node* dir) { dir->change_gen.fetch_add(1, std::memory_order_relaxed); }
+
   // The inode number shown for a backing inode in branch b.
   uint64_t shown_ino(BranchIndex b, const struct stat& st) const;
   bool is_store(const struct stat& st) const {

@@ -31,6 +31,7 @@
 #include <unordered_set>
 
 #include "common/unique_fd.h"
+#include "fs/dir_listing.h"
 #include "fs/route_table.h"
 
 namespace cachefs {
@@ -86,6 +87,11 @@ struct Node {
   // ---- directories: one slot per branch ----
   std::unique_ptr<BranchDir[]> dirs;
   std::atomic<BranchIndex> primary{0};  // branch whose attributes the directory shows
+  // Bumped by every change made through the mount inside this directory; the
+  // cached listing is rebuilt when it moves (or a branch directory's mtime does).
+  std::atomic<uint64_t> change_gen{0};
+  std::mutex listing_mu;
+  std::shared_ptr<const DirListing> listing;  // guarded by listing_mu
 
  private:
   std::atomic<std::shared_ptr<FileBacking>> file;

@@ -12,24 +12,30 @@
 namespace cachefs::ops {
 namespace {
 
-struct DirHandle {
-  struct Entry {
-    std::string name;
-    uint64_t ino;
-    uint8_t type;  // DT_*
-  };
-  std::mutex mu;
-  std::vector<Entry> entries;
-  bool served = false;
-};
-
 uint8_t dt_of(mode_t mode) {
   return static_cast<uint8_t>((mode & S_IFMT) >> 12);
 }
 
-// A snapshot of the union: every name of every branch directory, kept only where a
-// lookup would find it (the same resolve() rule), in first-seen order.
-int build_listing(Filesystem& fs, Node* dir, std::vector<DirHandle::Entry>& out) {
+constexpr timespec kAbsent{-1, -1};
+
+bool same_time(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+// The mtime of each branch directory ({-1,-1} where the branch has none).
+std::vector<timespec> branch_mtimes(Filesystem& fs, Node* dir) {
+  std::vector<timespec> out(fs.branch_count(), kAbsent);
+  for (size_t b = 0; b < out.size(); ++b) {
+    const int fd = fs.dir_fd(dir, static_cast<BranchIndex>(b), false);
+    struct stat st {};
+    if (fd >= 0 && ::fstat(fd, &st) == 0) out[b] = st.st_mtim;
+  }
+  return out;
+}
+
+// The union: every name of every branch directory, kept only where a lookup would
+// find it (the same resolve() rule).
+int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
   const size_t nb = fs.branch_count();
   struct Seen {
     std::string name;
@@ -40,6 +46,8 @@ int build_listing(Filesystem& fs, Node* dir, std::vector<DirHandle::Entry>& out)
   };
   std::vector<Seen> seen;
   std::unordered_map<std::string, size_t> index;
+  out.gen = dir->change_gen.load(std::memory_order_relaxed);
+  out.mtimes.assign(nb, kAbsent);
   bool any = false;
   for (size_t b = 0; b < nb; ++b) {
     const auto bi = static_cast<BranchIndex>(b);
@@ -52,6 +60,7 @@ int build_listing(Filesystem& fs, Node* dir, std::vector<DirHandle::Entry>& out)
     any = true;
     struct stat bst {};
     ::fstat(::dirfd(dp), &bst);
+    out.mtimes[b] = bst.st_mtim;
     while (dirent* de = ::readdir(dp)) {
       const std::string_view name(de->d_name);
       if (name == "." || name == "..") continue;
@@ -81,13 +90,14 @@ int build_listing(Filesystem& fs, Node* dir, std::vector<DirHandle::Entry>& out)
   // glibc hides entries whose inode number is 0: give "." and ".." the directory's.
   struct stat self {};
   fs.getattr(dir, self);
-  out.clear();
-  out.push_back({".", self.st_ino, DT_DIR});
-  out.push_back({"..", self.st_ino, DT_DIR});
+  out.entries.clear();
+  out.entries.reserve(seen.size() + 2);
+  out.entries.push_back({".", DirListing::kDot, self.st_ino, DT_DIR});
+  out.entries.push_back({"..", DirListing::kDotDot, self.st_ino, DT_DIR});
   const std::string base = fs.nodes().child_path(dir, "", false);
   std::string path;
   Candidates c;
-  for (const Seen& s : seen) {
+  for (Seen& s : seen) {
     path.assign(base).append(s.name);
     fs.routes().candidates(path, c);
     const Resolution r = resolve(c, fs.routes().policy(), nb, [&](BranchIndex b) {
@@ -95,60 +105,72 @@ int build_listing(Filesystem& fs, Node* dir, std::vector<DirHandle::Entry>& out)
       if (s.other_mask & (1u << b)) return Presence::kOther;
       return Presence::kAbsent;
     });
+    if (r.kind == Resolution::kNone) continue;
+    const uint64_t cookie = DirListing::cookie_of(s.name);
     if (r.kind == Resolution::kFile) {
-      out.push_back({s.name, s.ino[r.branch], s.type[r.branch]});
-    } else if (r.kind == Resolution::kDirectory) {
+      out.entries.push_back({std::move(s.name), cookie, s.ino[r.branch], s.type[r.branch]});
+    } else {
       const int first = __builtin_ctz(s.dir_mask);
-      out.push_back({s.name, s.ino[first], DT_DIR});
+      out.entries.push_back({std::move(s.name), cookie, s.ino[first], DT_DIR});
     }
   }
+  out.finish();
   return 0;
 }
 
-void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
-                   bool plus) {
-  Filesystem& fs = fs_of(req);
-  Node* dir = fs.nodes().node(ino);
-  auto* h = reinterpret_cast<DirHandle*>(fi->fh);
-  // The reply must be sent after unlocking: once it is, the kernel may release
-  // the handle from another thread.
-  std::unique_lock lock(h->mu);
-  if (off == 0 && h->served) {
-    // rewinddir(3): a fresh look, as POSIX asks.
-    if (int err = build_listing(fs, dir, h->entries)) {
-      lock.unlock();
-      fuse_reply_err(req, err);
-      return;
+// The directory's listing as it is now: the cached one unless something changed
+// through the mount, or (with `revalidate`) in a branch directory behind our back.
+std::shared_ptr<const DirListing> current_listing(Filesystem& fs, Node* dir, bool revalidate,
+                                                  int& err) {
+  std::lock_guard lock(dir->listing_mu);
+  err = 0;
+  if (dir->listing && dir->listing->gen == dir->change_gen.load(std::memory_order_relaxed)) {
+    if (!revalidate) return dir->listing;
+    const auto now = branch_mtimes(fs, dir);
+    if (std::equal(now.begin(), now.end(), dir->listing->mtimes.begin(), same_time)) {
+      return dir->listing;
     }
   }
-  h->served = true;
+  auto fresh = std::make_shared<DirListing>();
+  if ((err = build_listing(fs, dir, *fresh)) != 0) return nullptr;
+  dir->listing = std::move(fresh);
+  return dir->listing;
+}
+
+void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  Filesystem& fs = fs_of(req);
+  Node* dir = fs.nodes().node(ino);
+  int err;
+  const auto listing = current_listing(fs, dir, off == 0, err);
+  if (!listing) {
+    fuse_reply_err(req, err);
+    return;
+  }
   std::vector<char> buf(size);
   size_t pos = 0;
-  for (size_t i = static_cast<size_t>(off); i < h->entries.size(); ++i) {
-    const DirHandle::Entry& en = h->entries[i];
+  for (size_t i = listing->after(static_cast<uint64_t>(off)); i < listing->entries.size(); ++i) {
+    const DirListing::Entry& en = listing->entries[i];
+    const auto next = static_cast<off_t>(en.cookie);
     size_t need;
     if (!plus) {
       struct stat st {};
       st.st_ino = en.ino;
       st.st_mode = static_cast<mode_t>(en.type) << 12;
-      need = fuse_add_direntry(req, buf.data() + pos, size - pos, en.name.c_str(), &st,
-                               static_cast<off_t>(i + 1));
+      need = fuse_add_direntry(req, buf.data() + pos, size - pos, en.name.c_str(), &st, next);
     } else {
       fuse_entry_param e{};
       if (i < 2) {  // "." and "..": no lookup, no attributes
         e.attr.st_ino = en.ino;
         e.attr.st_mode = S_IFDIR;
       } else if (fs.lookup(dir, en.name, e) != 0) {
-        continue;  // gone since the snapshot
+        continue;  // gone since the listing was made
       }
-      need = fuse_add_direntry_plus(req, buf.data() + pos, size - pos, en.name.c_str(), &e,
-                                    static_cast<off_t>(i + 1));
+      need = fuse_add_direntry_plus(req, buf.data() + pos, size - pos, en.name.c_str(), &e, next);
       if (need > size - pos && e.ino != 0) fs.nodes().forget(fs.nodes().node(e.ino), 1);
     }
     if (need > size - pos) break;
     pos += need;
   }
-  lock.unlock();
   fuse_reply_buf(req, buf.data(), pos);
 }
 
@@ -156,29 +178,29 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
 
 void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
-  auto h = std::make_unique<DirHandle>();
-  if (int err = build_listing(fs, fs.nodes().node(ino), h->entries)) {
+  int err;
+  if (!current_listing(fs, fs.nodes().node(ino), true, err)) {
     fuse_reply_err(req, err);
     return;
   }
-  fi->fh = reinterpret_cast<uint64_t>(h.get());
-  // The kernel may keep the listing: any change made through the mount invalidates
-  // it, and a change in any branch shows in the directory's mtime (see getattr).
+  fi->fh = 0;
+  // The kernel may keep the listing: offsets are stable cookies, any change made
+  // through the mount invalidates it, and a change in any branch shows in the
+  // directory's mtime (see getattr).
   fi->cache_readdir = 1;
   fi->keep_cache = 1;
-  if (fuse_reply_open(req, fi) == 0) h.release();
+  fuse_reply_open(req, fi);
 }
 
-void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  reply_listing(req, ino, size, off, fi, false);
+void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  reply_listing(req, ino, size, off, false);
 }
 
-void readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  reply_listing(req, ino, size, off, fi, true);
+void readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  reply_listing(req, ino, size, off, true);
 }
 
-void releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
+void releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   fuse_reply_err(req, 0);
 }
 
@@ -251,6 +273,7 @@ void rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     }
     removed.push_back(bi);
   }
+  Filesystem::changed(parent);
   fs.nodes().drop(parent, name);
   fuse_reply_err(req, 0);
 }

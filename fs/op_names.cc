@@ -100,6 +100,7 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* 
     return;
   }
   // The kernel keeps one inode for both names: answer with the same node.
+  Filesystem::changed(newparent);
   fs.nodes().add_link(n);
   struct stat st {};
   if (int err = fs.getattr(n, st)) {
@@ -144,7 +145,10 @@ void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
       break;
     }
   }
-  if (!err) fs.nodes().drop(parent, name);
+  if (!err) {
+    Filesystem::changed(parent);
+    fs.nodes().drop(parent, name);
+  }
   fuse_reply_err(req, err);
 }
 
@@ -164,6 +168,8 @@ int rename_file(Filesystem& fs, Node* parent, const char* name, Node* newparent,
   const int dpfd = fs.dir_fd(newparent, b, true);
   if (spfd < 0 || dpfd < 0) return spfd < 0 ? -spfd : -dpfd;
   if (::renameat2(spfd, name, dpfd, newname, flags) != 0) return errno;
+  Filesystem::changed(parent);
+  Filesystem::changed(newparent);
   if (flags & RENAME_EXCHANGE) {
     fs.nodes().drop(parent, name);
     fs.nodes().drop(newparent, newname);
@@ -221,6 +227,8 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
     }
     return err;
   }
+  Filesystem::changed(parent);
+  Filesystem::changed(newparent);
   fs.nodes().move(parent, name, newparent, newname);
   return 0;
 }
