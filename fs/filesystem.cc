@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -66,56 +67,178 @@ uint64_t Filesystem::shown_ino(BranchIndex b, const struct stat& st) const {
   return static_cast<uint64_t>(st.st_ino) ^ (branch_dev_index_[b] << 56);
 }
 
-int Filesystem::dir_fd(Node* dir, BranchIndex b, bool create) {
-  const int have = dir->dirs[b].fd.load(std::memory_order_acquire);
-  if (have >= 0) return have;
-  if (dir == nodes_.root()) return -ENOENT;  // cannot happen: roots are always open
-  std::string name;
-  Node* parent = nodes_.get_parent(dir, name);
-  const int pfd = dir_fd(parent, b, create);
-  struct ParentRef {
-    NodeTable& t;
-    Node* p;
-    ~ParentRef() { t.put_parent(p); }
-  } ref{nodes_, parent};
-  if (pfd < 0) return pfd;
-  UniqueFd fd(::openat(pfd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+namespace {
+
+// The parent of a node, referenced for as long as this object lives.
+class ParentRef {
+ public:
+  ParentRef(NodeTable& t, Node* n) : t_(t), p_(t.get_parent(n, name_)) {}
+  ~ParentRef() {
+    if (p_ != nullptr) t_.put_parent(p_);
+  }
+  ParentRef(const ParentRef&) = delete;
+  ParentRef& operator=(const ParentRef&) = delete;
+  Node* get() const { return p_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  NodeTable& t_;
+  std::string name_;
+  Node* p_;
+};
+
+// errno values that mean "this branch has no such entry" rather than a failure.
+bool absent_errno(int e) {
+  return e == ENOENT || e == ENOTDIR || e == ELOOP;
+}
+
+}  // namespace
+
+FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
+  BranchDir& bd = dir->dirs[b];
+  if (FdLease l = bd.slot.lease()) return l;
+  if (dir == nodes_.root()) {  // roots are pinned open: cannot happen
+    err = EIO;
+    return {};
+  }
+  ParentRef parent(nodes_, dir);
+  FdLease pfd = dir_fd(parent.get(), b, create, err);
+  if (!pfd) return {};
+  const char* name = parent.name().c_str();
+  UniqueFd fd(::openat(pfd.get(), name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd && errno == ENOENT && create) {
-    // Same mode as the directory shows; ownership follows below.
+    // Same mode and owner as the directory shows.
     struct stat shown {};
-    const int pf = dir->dirs[dir->primary.load()].fd.load(std::memory_order_acquire);
     mode_t mode = 0755;
-    if (pf >= 0 && ::fstat(pf, &shown) == 0) mode = shown.st_mode & 07777;
-    if (::mkdirat(pfd, name.c_str(), mode) != 0 && errno != EEXIST) return -errno;
-    fd.reset(::openat(pfd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (fd && pf >= 0) {
+    const bool have_shown = getattr(dir, shown) == 0;
+    if (have_shown) mode = shown.st_mode & 07777;
+    if (::mkdirat(pfd.get(), name, mode) != 0 && errno != EEXIST) {
+      err = errno;
+      return {};
+    }
+    changed(parent.get());
+    fd.reset(::openat(pfd.get(), name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (fd && have_shown) {
       ::fchownat(fd.get(), "", shown.st_uid, shown.st_gid, AT_EMPTY_PATH);
     }
   }
   if (!fd) {
     // ELOOP/ENOTDIR: a symlink or file sits where the directory would be; it is never
     // followed, and the branch simply has no such directory.
-    return errno == ELOOP ? -ENOTDIR : -errno;
+    err = errno == ELOOP ? ENOTDIR : errno;
+    return {};
   }
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return -errno;
-  return nodes_.publish_dir_fd(dir, b, std::move(fd), st);
+  if (::fstat(fd.get(), &st) != 0) {
+    err = errno;
+    return {};
+  }
+  FdLease l = nodes_.publish_dir_fd(dir, b, std::move(fd), st);
+  enforce_fd_budget();
+  return l;
+}
+
+FdLease Filesystem::path_fd(Node* n, FileBacking& f, int& err) {
+  if (FdLease l = f.path.lease()) return l;
+  ParentRef parent(nodes_, n);
+  FdLease pfd = dir_fd(parent.get(), f.branch, false, err);
+  if (!pfd) return {};
+  UniqueFd fd(::openat(pfd.get(), parent.name().c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0) {
+    err = errno == ENOENT ? ESTALE : errno;
+    return {};
+  }
+  if (st.st_dev != f.dev || st.st_ino != f.ino) {
+    err = ESTALE;  // the name now holds another file, replaced behind our back
+    return {};
+  }
+  FdLease l = f.path.install(std::move(fd));
+  enforce_fd_budget();
+  return l;
+}
+
+FdLease Filesystem::io_fd(Node* n, FileBacking& f, bool write, int& err) {
+  if (write && read_only()) {
+    err = EROFS;
+    return {};
+  }
+  if (FdLease l = f.rw.lease()) return l;
+  if (!write) {
+    if (FdLease l = f.ro.lease()) return l;
+  }
+  FdLease p = path_fd(n, f, err);
+  if (!p) return {};
+  char proc[64];
+  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", p.get());
+  // Through the magic link the open lands on this very inode, a regular file
+  // (callers check), so there is no symlink to follow. Read-write when possible so
+  // one descriptor serves both; read-only when the inode refuses (busy text file,
+  // read-only backing filesystem).
+  FdLease l;
+  if (!read_only()) {
+    UniqueFd fd(::open(proc, O_RDWR | O_CLOEXEC));
+    if (fd)
+      l = f.rw.install(std::move(fd));
+    else if (write)
+      err = errno;
+  }
+  if (!l && !write) {
+    UniqueFd fd(::open(proc, O_RDONLY | O_CLOEXEC));
+    if (fd)
+      l = f.ro.install(std::move(fd));
+    else
+      err = errno;
+  }
+  if (l) enforce_fd_budget();
+  return l;
+}
+
+void Filesystem::pin_before_removal(Node* parent, std::string_view name) {
+  Node* victim = nodes_.find(parent, name);
+  if (victim == nullptr) return;
+  if (!victim->is_dir()) {
+    const auto f = victim->backing();
+    int err;
+    if (FdLease l = path_fd(victim, *f, err)) f->path.pin();
+  }
+  nodes_.forget(victim, 1);
+}
+
+void Filesystem::enforce_fd_budget() {
+  if (FdSlot::open_count() <= fd_budget) return;
+  // One thread evicts; the others go on (a little over budget meanwhile).
+  std::unique_lock lock(evict_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  nodes_.evict_idle(fd_budget * 3 / 4);
 }
 
 int Filesystem::probe(Node* parent, std::string_view name, Probe& out, bool all_branches) {
   const size_t nb = branch_count();
   out.found.resize(nb);
   for (auto& f : out.found) f.fd.reset();
-  std::vector<bool> asked(nb, false);
+  std::array<bool, kMaxBranches> asked{};
+  int failure = 0;  // a branch that could not be looked at (EMFILE, EIO, ...)
   const std::string cname(name);
   auto presence = [&](BranchIndex b) -> Presence {
     asked[b] = true;
-    const int pfd = dir_fd(parent, b, false);
-    if (pfd < 0) return Presence::kAbsent;
-    UniqueFd fd(::openat(pfd, cname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) return Presence::kAbsent;
+    int err;
+    FdLease pfd = dir_fd(parent, b, false, err);
+    if (!pfd) {
+      if (!absent_errno(err)) failure = err;
+      return Presence::kAbsent;
+    }
+    UniqueFd fd(::openat(pfd.get(), cname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) {
+      if (!absent_errno(errno)) failure = errno;
+      return Presence::kAbsent;
+    }
     struct stat& st = out.found[b].st;
-    if (::fstat(fd.get(), &st) != 0 || is_store(st)) return Presence::kAbsent;
+    if (::fstat(fd.get(), &st) != 0) {
+      failure = errno;
+      return Presence::kAbsent;
+    }
+    if (is_store(st)) return Presence::kAbsent;
     out.found[b].fd = std::move(fd);
     return S_ISDIR(st.st_mode) ? Presence::kDirectory : Presence::kOther;
   };
@@ -133,7 +256,8 @@ int Filesystem::probe(Node* parent, std::string_view name, Probe& out, bool all_
       if (out.found[b].fd.valid() && !S_ISDIR(out.found[b].st.st_mode)) out.found[b].fd.reset();
     }
   }
-  return out.res.kind == Resolution::kNone ? ENOENT : 0;
+  if (out.res.kind == Resolution::kNone) return failure ? failure : ENOENT;
+  return 0;
 }
 
 int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e) {
@@ -144,10 +268,9 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
   struct stat st {};
   if (p.res.kind == Resolution::kFile) {
     st = p.found[p.res.branch].st;
-    n = nodes_.intern_file(
-        parent, name,
-        std::make_shared<FileBacking>(p.res.branch, std::move(p.found[p.res.branch].fd), false, st),
-        st.st_nlink);
+    auto f = std::make_shared<FileBacking>(p.res.branch, st);
+    f->path.install(std::move(p.found[p.res.branch].fd));
+    n = nodes_.intern_file(parent, name, std::move(f), st.st_nlink);
   } else {
     // Primary: the first candidate holding the directory, else the first branch.
     Candidates c;
@@ -164,6 +287,7 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
     }
     n = nodes_.intern_dir(parent, name, p.found, static_cast<BranchIndex>(primary));
   }
+  enforce_fd_budget();
   if (int err = getattr(n, st)) {
     nodes_.forget(n, 1);
     return err;
@@ -175,7 +299,10 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
 int Filesystem::getattr(Node* n, struct stat& st) {
   if (!n->is_dir()) {
     const auto f = n->backing();
-    if (::fstatat(f->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    int err;
+    FdLease fd = path_fd(n, *f, err);
+    if (!fd) return err;
+    if (::fstatat(fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
     st.st_ino = shown_ino(f->branch, st);
     return 0;
   }
@@ -187,10 +314,10 @@ int Filesystem::getattr(Node* n, struct stat& st) {
   bool have = false;
   int spans = 0;
   for (size_t b = 0; b < branch_count(); ++b) {
-    const int fd = n->dirs[b].fd.load(std::memory_order_acquire);
-    if (fd < 0) continue;
+    if (!n->dirs[b].known.load(std::memory_order_acquire)) continue;
+    FdLease fd = dir_fd(n, static_cast<BranchIndex>(b));
     struct stat bs {};
-    if (::fstat(fd, &bs) != 0) continue;
+    if (!fd || ::fstat(fd.get(), &bs) != 0) continue;
     ++spans;
     if (!have || b == primary) {
       const auto mt = have ? st.st_mtim : bs.st_mtim;
@@ -222,57 +349,29 @@ void Filesystem::fill_entry(Node* n, const struct stat& st, fuse_entry_param& e)
   e.entry_timeout = cfg_.entry_timeout;
 }
 
-int Filesystem::io_fd(FileBacking& n, bool write) {
-  if (write && read_only()) return -EROFS;
-  if (n.fd_writable) return n.fd.get();
-  int fd = n.rw.load(std::memory_order_acquire);
-  if (fd >= 0) return fd;
-  if (!write && (fd = n.ro.load(std::memory_order_acquire)) >= 0) return fd;
-  std::lock_guard lock(n.io_mu);
-  if ((fd = n.rw.load(std::memory_order_acquire)) >= 0) return fd;
-  if (!write && (fd = n.ro.load(std::memory_order_acquire)) >= 0) return fd;
-  char proc[64];
-  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", n.fd.get());
-  // Through the magic link the open lands on the node's own inode, a regular file
-  // (callers check), so there is no symlink to follow. Read-write when possible so
-  // one descriptor serves both; read-only when the inode refuses (busy text file,
-  // read-only backing filesystem).
-  if (!read_only()) {
-    fd = ::open(proc, O_RDWR | O_CLOEXEC);
-    if (fd >= 0) {
-      n.rw.store(fd, std::memory_order_release);
-      return fd;
-    }
-    if (write) return -errno;
-  }
-  fd = ::open(proc, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  n.ro.store(fd, std::memory_order_release);
-  return fd;
-}
-
 UniqueFd Filesystem::open_dir(Node* dir, BranchIndex b, int flags) {
-  const int fd = dir->dirs[b].fd.load(std::memory_order_acquire);
-  if (fd < 0) return UniqueFd();
-  return UniqueFd(::openat(fd, ".", flags | O_DIRECTORY | O_CLOEXEC));
+  FdLease fd = dir_fd(dir, b);
+  if (!fd) return UniqueFd();
+  return UniqueFd(::openat(fd.get(), ".", flags | O_DIRECTORY | O_CLOEXEC));
 }
 
 int Filesystem::prepare_create(Node* parent, std::string_view name, bool is_dir,
-                               BranchIndex& branch, int& parent_fd) {
+                               BranchIndex& branch, FdLease& parent_fd) {
   if (read_only()) return EROFS;
   if (!valid_name(name)) return name.size() > NAME_MAX ? ENAMETOOLONG : EINVAL;
   branch = routes_.create_branch(nodes_.child_path(parent, name, is_dir));
+  int err = 0;
+  parent_fd = dir_fd(parent, branch, true, err);
+  if (!parent_fd) return err;
   if (parent == nodes_.root() && branch == routes_.default_branch()) {
     // The store, when it lives in the default directory, is not part of the view.
     struct stat st {};
-    if (::fstatat(dir_fd(parent, branch, false), std::string(name).c_str(), &st,
-                  AT_SYMLINK_NOFOLLOW) == 0 &&
+    if (::fstatat(parent_fd.get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         is_store(st)) {
       return EPERM;
     }
   }
-  parent_fd = dir_fd(parent, branch, true);
-  return parent_fd < 0 ? -parent_fd : 0;
+  return 0;
 }
 
 void Filesystem::chown_to_caller(fuse_req_t req, int fd, const char* name, const struct stat& st) {
@@ -285,10 +384,9 @@ void Filesystem::chown_to_caller(fuse_req_t req, int fd, const char* name, const
 }
 
 int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::string_view name,
-                              BranchIndex branch, UniqueFd fd, bool fd_writable,
-                              fuse_entry_param& e) {
+                              BranchIndex branch, UniqueFd rw, fuse_entry_param& e) {
   const std::string cname(name);
-  if (!fd) fd.reset(::openat(parent_fd, cname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd(::openat(parent_fd, cname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return errno;
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return errno;
@@ -301,10 +399,12 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
     found[branch].st = st;
     n = nodes_.intern_dir(parent, name, found, branch);
   } else {
-    n = nodes_.intern_file(parent, name,
-                           std::make_shared<FileBacking>(branch, std::move(fd), fd_writable, st),
-                           st.st_nlink);
+    auto f = std::make_shared<FileBacking>(branch, st);
+    f->path.install(std::move(fd));
+    if (rw) f->rw.install(std::move(rw));
+    n = nodes_.intern_file(parent, name, std::move(f), st.st_nlink);
   }
+  enforce_fd_budget();
   if (int err = getattr(n, st)) {
     nodes_.forget(n, 1);
     return err;

@@ -36,9 +36,26 @@ class Filesystem {
 
   // ---- shared helpers for the op_*.cc files ----
 
-  // The O_PATH fd of `dir` in branch `b`, or -errno. With `create`, makes the missing
-  // directory chain in that branch (modes copied from the union directory).
-  int dir_fd(Node* dir, BranchIndex b, bool create);
+  // ---- descriptors: each use holds a lease; idle ones may be closed and are
+  // reopened here on demand (see fd_slot.h) ----
+
+  // `dir` in branch `b` (O_PATH). With `create`, makes the missing directory chain
+  // in that branch (modes and owners copied from the union directory). On failure
+  // the lease is empty and `err` says why (ENOENT: the branch has no such directory).
+  FdLease dir_fd(Node* dir, BranchIndex b, bool create, int& err);
+  FdLease dir_fd(Node* dir, BranchIndex b) {
+    int err;
+    return dir_fd(dir, b, false, err);
+  }
+  // A non-directory's backing inode (O_PATH), or its data (O_RDWR, or O_RDONLY where
+  // the inode refuses writing and `write` is false).
+  FdLease path_fd(Node* n, FileBacking& f, int& err);
+  FdLease io_fd(Node* n, FileBacking& f, bool write, int& err);
+  // Keeps the descriptors of the node at (parent, name) open for good: the name is
+  // about to go away through the mount, and an open file must stay readable.
+  void pin_before_removal(Node* parent, std::string_view name);
+  // Closes idle descriptors when more than the budget are open.
+  void enforce_fd_budget();
 
   // Looks `name` up in `parent` and fills `e` (counting one lookup). Returns 0 or an
   // errno; ENOENT when nothing is visible there.
@@ -55,20 +72,17 @@ class Filesystem {
   int getattr(Node* n, struct stat& st);
   void fill_entry(Node* n, const struct stat& st, fuse_entry_param& e) const;
 
-  // A readable/writable fd for a backing file's contents, or -errno. Valid while
-  // the caller holds the backing.
-  int io_fd(FileBacking& f, bool write);
-  // A real (not O_PATH) fd on a directory in branch b, for fchmod, xattrs, readdir.
+  // A real (not O_PATH) fd on a directory in branch b, for xattrs and readdir.
   UniqueFd open_dir(Node* dir, BranchIndex b, int flags = O_RDONLY);
 
   // Where a new entry named `name` in `parent` goes; checks the name and the mode.
   // On success `branch` and `parent_fd` (created chain) are set.
   int prepare_create(Node* parent, std::string_view name, bool is_dir, BranchIndex& branch,
-                     int& parent_fd);
+                     FdLease& parent_fd);
   // Gives a just-created entry to the requesting user and makes its node; fills `e`.
-  // `fd` is the descriptor creating it gave, if any. Returns 0 or an errno.
+  // `fd` is the read-write descriptor creating it gave, if any. Returns 0 or an errno.
   int finish_create(fuse_req_t req, Node* parent, int parent_fd, std::string_view name,
-                    BranchIndex branch, UniqueFd fd, bool fd_writable, fuse_entry_param& e);
+                    BranchIndex branch, UniqueFd fd, fuse_entry_param& e);
   void chown_to_caller(fuse_req_t req, int fd, const char* name, const struct stat& st);
 
   // A change was made inside `dir` through the mount: its listing is out of date.
@@ -84,6 +98,7 @@ class Filesystem {
 
   // Set by init: the kernel lets us decline OPEN once and never sends it again.
   bool no_open = false;
+  int64_t fd_budget = 0;
 
  private:
   MountConfig cfg_;
@@ -95,6 +110,7 @@ class Filesystem {
   ino_t store_ino_ = 0;
   bool single_device_ = true;
   std::vector<uint64_t> branch_dev_index_;
+  std::mutex evict_mu_;
 };
 
 // fuse_req_userdata, typed.

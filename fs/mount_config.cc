@@ -22,7 +22,7 @@ namespace {
 
 // cachefs settings that -o accepts as key=value; each is the flag of the same name
 // with '_' for '-'. Boolean ones take no value.
-constexpr std::array<std::string_view, 13> kValueKeys = {"cache_directory",
+constexpr std::array<std::string_view, 14> kValueKeys = {"cache_directory",
                                                          "define_cache_directories",
                                                          "config",
                                                          "resolution_policy",
@@ -34,7 +34,8 @@ constexpr std::array<std::string_view, 13> kValueKeys = {"cache_directory",
                                                          "attr_timeout",
                                                          "negative_timeout",
                                                          "source",
-                                                         "pid_file"};
+                                                         "pid_file",
+                                                         "max_open_files"};
 constexpr std::array<std::string_view, 1> kBoolKeys = {"no_writeback_cache"};
 
 // Mount options libfuse hands to the kernel (or handles itself).
@@ -261,6 +262,10 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
       ->multi_option_policy(last);
   app.add_option("--pid-file", pid_file, "write the daemon's pid here once mounted")
       ->multi_option_policy(last);
+  app.add_option("--max-open-files", out.max_open_files,
+                 "descriptors the daemon keeps open (default: 70% of its limit)")
+      ->multi_option_policy(last)
+      ->check(CLI::Range(16u, 1u << 24));
   bool no_writeback = false;
   app.add_flag("--no-writeback-cache", no_writeback, "write through instead of kernel write-back");
   app.add_flag("-f,--foreground", out.foreground, "stay in the foreground");

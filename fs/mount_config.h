@@ -34,7 +34,8 @@ struct MountConfig {
   double attr_timeout = 10.0;
   double negative_timeout = 0.0;
   bool writeback_cache = true;
-  std::string pid_file;  // written once mounted (and daemonized)
+  std::string pid_file;         // written once mounted (and daemonized)
+  unsigned max_open_files = 0;  // descriptors kept open; 0: 70% of RLIMIT_NOFILE
 };
 
 using GetEnv = std::function<const char*(const char*)>;

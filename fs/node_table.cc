@@ -4,20 +4,8 @@
 
 namespace cachefs {
 
-FileBacking::~FileBacking() {
-  for (auto* a : {&rw, &ro}) {
-    const int d = a->load(std::memory_order_relaxed);
-    if (d >= 0) ::close(d);
-  }
-}
-
-static void close_dir_fds(Node* n, size_t branches) {
-  if (!n->dirs) return;
-  for (size_t b = 0; b < branches; ++b) {
-    const int fd = n->dirs[b].fd.load(std::memory_order_acquire);
-    if (fd >= 0) ::close(fd);
-  }
-}
+#include <algorithm>
+#include <vector>
 
 NodeTable::NodeTable(size_t branch_count, std::span<UniqueFd> root_fds) : branches_(branch_count) {
   root_ = new_dir_node();
@@ -26,17 +14,14 @@ NodeTable::NodeTable(size_t branch_count, std::span<UniqueFd> root_fds) : branch
     struct stat st {};
     ::fstat(root_fds[b].get(), &st);
     publish_dir_fd(root_.get(), static_cast<BranchIndex>(b), std::move(root_fds[b]), st);
+    root_->dirs[b].slot.pin();  // the roots are never reopened
   }
   root_->cached_path = "/";
 }
 
 NodeTable::~NodeTable() {
   // The kernel connection is gone: free everything still known.
-  for (Node* n : all_) {
-    close_dir_fds(n, branches_);
-    delete n;
-  }
-  close_dir_fds(root_.get(), branches_);
+  for (Node* n : all_) delete n;
 }
 
 std::unique_ptr<Node> NodeTable::new_dir_node() {
@@ -98,15 +83,44 @@ void NodeTable::add_link(Node* n) {
   ++n->nlookup;
 }
 
-int NodeTable::publish_dir_fd(Node* dir, BranchIndex b, UniqueFd fd, const struct stat& st) {
-  BranchDir& slot = dir->dirs[b];
-  slot.dev.store(st.st_dev, std::memory_order_relaxed);
-  slot.ino.store(st.st_ino, std::memory_order_relaxed);
-  int expected = -1;
-  if (slot.fd.compare_exchange_strong(expected, fd.get(), std::memory_order_acq_rel)) {
-    return fd.release();
+FdLease NodeTable::publish_dir_fd(Node* dir, BranchIndex b, UniqueFd fd, const struct stat& st) {
+  BranchDir& bd = dir->dirs[b];
+  // A directory node is the directory at its name: if the branch's directory was
+  // replaced, the new one is the member now.
+  bd.dev.store(st.st_dev, std::memory_order_relaxed);
+  bd.ino.store(st.st_ino, std::memory_order_relaxed);
+  bd.known.store(true, std::memory_order_release);
+  return bd.slot.install(std::move(fd));
+}
+
+Node* NodeTable::find(Node* parent, std::string_view name) {
+  std::lock_guard lock(mu_);
+  auto it = names_.find(Key{parent, std::string(name)});
+  if (it == names_.end()) return nullptr;
+  ++it->second->nlookup;
+  return it->second;
+}
+
+void NodeTable::evict_idle(int64_t target) {
+  std::lock_guard lock(mu_);  // no node is freed meanwhile
+  std::vector<std::pair<uint64_t, FdSlot*>> idle;
+  auto consider = [&](FdSlot& s) {
+    if (s.open()) idle.emplace_back(s.last_use(), &s);
+  };
+  for (Node* n : all_) {
+    if (n->is_dir()) {
+      for (size_t b = 0; b < branches_; ++b) consider(n->dirs[b].slot);
+    } else if (const auto f = n->backing()) {
+      consider(f->path);
+      consider(f->rw);
+      consider(f->ro);
+    }
   }
-  return expected;
+  std::sort(idle.begin(), idle.end());
+  for (auto& [use, slot] : idle) {
+    if (FdSlot::open_count() <= target) break;
+    slot->evict();
+  }
 }
 
 Node* NodeTable::intern_dir(Node* parent, std::string_view name, std::span<Found> found,
@@ -119,9 +133,9 @@ Node* NodeTable::intern_dir(Node* parent, std::string_view name, std::span<Found
     bool stale = !n->is_dir();
     for (size_t b = 0; !stale && b < branches_; ++b) {
       if (!found[b].fd.valid()) continue;
-      const int have = n->dirs[b].fd.load(std::memory_order_acquire);
-      stale = have >= 0 && (n->dirs[b].dev.load(std::memory_order_relaxed) != found[b].st.st_dev ||
-                            n->dirs[b].ino.load(std::memory_order_relaxed) != found[b].st.st_ino);
+      stale = n->dirs[b].known.load(std::memory_order_acquire) &&
+              (n->dirs[b].dev.load(std::memory_order_relaxed) != found[b].st.st_dev ||
+               n->dirs[b].ino.load(std::memory_order_relaxed) != found[b].st.st_ino);
     }
     if (stale) {
       retire_locked(it);
@@ -132,7 +146,7 @@ Node* NodeTable::intern_dir(Node* parent, std::string_view name, std::span<Found
   ++n->nlookup;
   n->primary.store(primary, std::memory_order_relaxed);
   for (size_t b = 0; b < branches_; ++b) {
-    if (found[b].fd.valid() && n->dirs[b].fd.load(std::memory_order_acquire) < 0) {
+    if (found[b].fd.valid() && !n->dirs[b].slot.open()) {
       publish_dir_fd(n, static_cast<BranchIndex>(b), std::move(found[b].fd), found[b].st);
     }
   }
@@ -149,7 +163,6 @@ void NodeTable::release_locked(Node* n) {
       }
     }
     Node* parent = n->parent;
-    close_dir_fds(n, branches_);
     all_.erase(n);
     delete n;
     --parent->child_refs;

@@ -32,34 +32,31 @@
 
 #include "common/unique_fd.h"
 #include "fs/dir_listing.h"
+#include "fs/fd_slot.h"
 #include "fs/route_table.h"
 
 namespace cachefs {
 
+// A directory's member in one branch.
 struct BranchDir {
-  std::atomic<int> fd{-1};  // O_PATH directory fd, set once, -1 while unknown
-  // Identity of that directory, stored before fd is published (racing publishers
-  // store the same values, hence relaxed atomics rather than plain fields).
+  FdSlot slot;                     // O_PATH directory fd; reopened by name from the parent's slot
+  std::atomic<bool> known{false};  // the branch has this directory (identity below)
   std::atomic<dev_t> dev{0};
   std::atomic<ino_t> ino{0};
 };
 
-// One backing inode of a non-directory. Immutable but for its lazily opened data
-// descriptors, which are set once and closed with the backing.
+// One backing inode of a non-directory: its identity and descriptors on it, each
+// reopenable (path by name from the parent directory, checked against dev/ino;
+// data through /proc/self/fd from path).
 struct FileBacking {
-  FileBacking(BranchIndex b, UniqueFd f, bool writable, const struct stat& st)
-      : branch(b), fd(std::move(f)), fd_writable(writable), dev(st.st_dev), ino(st.st_ino) {}
-  ~FileBacking();
+  FileBacking(BranchIndex b, const struct stat& st) : branch(b), dev(st.st_dev), ino(st.st_ino) {}
 
   const BranchIndex branch;
-  const UniqueFd fd;  // O_PATH|O_NOFOLLOW, or the read-write fd `create` opened
-  const bool fd_writable;
   const dev_t dev;
   const ino_t ino;
-
-  std::mutex io_mu;
-  std::atomic<int> rw{-1};  // reopened through /proc/self/fd from `fd`
-  std::atomic<int> ro{-1};
+  FdSlot path;  // O_PATH|O_NOFOLLOW
+  FdSlot rw;    // O_RDWR
+  FdSlot ro;    // O_RDONLY, when the inode refuses O_RDWR
 };
 
 struct Node {
@@ -135,9 +132,16 @@ class NodeTable {
   // it; counts one lookup (the kernel's for the new name).
   void add_link(Node* n);
 
-  // Publishes a branch directory fd on a directory node; returns the fd that won
-  // (another thread may have published first; `fd` is then closed).
-  int publish_dir_fd(Node* dir, BranchIndex b, UniqueFd fd, const struct stat& st);
+  // Installs a branch directory fd on a directory node; returns a lease on the fd
+  // installed (another thread's, if it was first; `fd` is then closed).
+  FdLease publish_dir_fd(Node* dir, BranchIndex b, UniqueFd fd, const struct stat& st);
+
+  // The node at (parent, name), counting one lookup (drop it with forget), or null.
+  Node* find(Node* parent, std::string_view name);
+
+  // Closes idle, unpinned descriptors, least recently used first, until at most
+  // `target` are open.
+  void evict_idle(int64_t target);
 
   void forget(Node* n, uint64_t count);
 

@@ -47,16 +47,19 @@ int apply(int fd, bool symlink, const struct stat& attr, int to_set) {
 // The descriptors whose inodes carry a node's xattrs: the file itself, or every
 // branch of a directory (primary first). Symlinks and special files have none here.
 int xattr_fds(Filesystem& fs, Node* n, bool all, std::vector<UniqueFd>& out, int& single,
-              std::shared_ptr<FileBacking>& keep) {
+              FdLease& keep) {
   single = -1;
   if (!n->is_dir()) {
     struct stat st {};
     const auto f = n->backing();
-    if (::fstatat(f->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    int err;
+    FdLease p = fs.path_fd(n, *f, err);
+    if (!p) return err;
+    if (::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
     if (!S_ISREG(st.st_mode)) return ENOTSUP;
-    single = fs.io_fd(*f, false);
-    keep = f;
-    return single < 0 ? -single : 0;
+    keep = fs.io_fd(n, *f, false, err);
+    single = keep.get();
+    return keep ? 0 : err;
   }
   const BranchIndex primary = n->primary.load();
   if (UniqueFd fd = fs.open_dir(n, primary)) out.push_back(std::move(fd));
@@ -82,22 +85,23 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
   if (n->is_dir()) {
     if (to_set & FUSE_SET_ATTR_SIZE) err = EISDIR;
     for (size_t b = 0; !err && b < fs.branch_count(); ++b) {
-      const int fd = n->dirs[b].fd.load(std::memory_order_acquire);
-      if (fd >= 0) err = apply(fd, false, *attr, to_set);
+      if (!n->dirs[b].known.load(std::memory_order_acquire)) continue;
+      FdLease fd = fs.dir_fd(n, static_cast<BranchIndex>(b));
+      if (fd) err = apply(fd.get(), false, *attr, to_set);
     }
   } else {
     struct stat st {};
     const auto f = n->backing();
-    if (::fstatat(f->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
+    FdLease p = fs.path_fd(n, *f, err);
+    if (p && ::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
     if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
       if (!S_ISREG(st.st_mode)) {
         err = EINVAL;
-      } else {
-        const int fd = fs.io_fd(*f, true);
-        err = fd < 0 ? -fd : (::ftruncate(fd, attr->st_size) == 0 ? 0 : errno);
+      } else if (FdLease fd = fs.io_fd(n, *f, true, err)) {
+        err = ::ftruncate(fd.get(), attr->st_size) == 0 ? 0 : errno;
       }
     }
-    if (!err) err = apply(f->fd.get(), S_ISLNK(st.st_mode), *attr, to_set);
+    if (!err) err = apply(p.get(), S_ISLNK(st.st_mode), *attr, to_set);
   }
   struct stat out {};
   if (!err) err = fs.getattr(n, out);
@@ -116,7 +120,7 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
     return;
   }
   std::vector<UniqueFd> fds;
-  std::shared_ptr<FileBacking> keep;
+  FdLease keep;
   int single;
   int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single, keep);
   if (!err && fds.empty()) err = ::fsetxattr(single, name, value, size, flags) == 0 ? 0 : errno;
@@ -129,7 +133,7 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
 void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Filesystem& fs = fs_of(req);
   std::vector<UniqueFd> fds;
-  std::shared_ptr<FileBacking> keep;
+  FdLease keep;
   int single;
   if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single, keep)) {
     fuse_reply_err(req, err);
@@ -149,7 +153,7 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   Filesystem& fs = fs_of(req);
   std::vector<UniqueFd> fds;
-  std::shared_ptr<FileBacking> keep;
+  FdLease keep;
   int single;
   if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single, keep)) {
     if (err != ENOTSUP)
@@ -178,7 +182,7 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     return;
   }
   std::vector<UniqueFd> fds;
-  std::shared_ptr<FileBacking> keep;
+  FdLease keep;
   int single;
   int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single, keep);
   if (!err && fds.empty()) err = ::fremovexattr(single, name) == 0 ? 0 : errno;

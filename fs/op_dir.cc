@@ -26,9 +26,9 @@ bool same_time(const timespec& a, const timespec& b) {
 std::vector<timespec> branch_mtimes(Filesystem& fs, Node* dir) {
   std::vector<timespec> out(fs.branch_count(), kAbsent);
   for (size_t b = 0; b < out.size(); ++b) {
-    const int fd = fs.dir_fd(dir, static_cast<BranchIndex>(b), false);
+    FdLease fd = fs.dir_fd(dir, static_cast<BranchIndex>(b));
     struct stat st {};
-    if (fd >= 0 && ::fstat(fd, &st) == 0) out[b] = st.st_mtim;
+    if (fd && ::fstat(fd.get(), &st) == 0) out[b] = st.st_mtim;
   }
   return out;
 }
@@ -51,9 +51,15 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
   bool any = false;
   for (size_t b = 0; b < nb; ++b) {
     const auto bi = static_cast<BranchIndex>(b);
-    if (fs.dir_fd(dir, bi, false) < 0) continue;
-    UniqueFd fd = fs.open_dir(dir, bi);
-    if (!fd) continue;
+    int err;
+    FdLease pathfd = fs.dir_fd(dir, bi, false, err);
+    if (!pathfd) {
+      if (err == ENOENT || err == ENOTDIR) continue;
+      return err;  // EMFILE and friends: say so, do not show a partial listing
+    }
+    UniqueFd fd(::openat(pathfd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    pathfd = FdLease();
+    if (!fd) return errno;
     DIR* dp = ::fdopendir(fd.get());
     if (dp == nullptr) continue;
     fd.release();
@@ -221,17 +227,17 @@ void mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode)
   Filesystem& fs = fs_of(req);
   Node* parent = fs.nodes().node(parent_ino);
   BranchIndex b;
-  int pfd;
+  FdLease pfd;
   if (int err = fs.prepare_create(parent, name, true, b, pfd)) {
     fuse_reply_err(req, err);
     return;
   }
-  if (::mkdirat(pfd, name, mode & 07777) != 0) {
+  if (::mkdirat(pfd.get(), name, mode & 07777) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
   fuse_entry_param e;
-  if (int err = fs.finish_create(req, parent, pfd, name, b, UniqueFd(), false, e)) {
+  if (int err = fs.finish_create(req, parent, pfd.get(), name, b, UniqueFd(), e)) {
     fuse_reply_err(req, err);
     return;
   }
@@ -260,13 +266,15 @@ void rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   for (size_t b = 0; b < p.found.size(); ++b) {
     if (!p.found[b].fd.valid()) continue;
     const auto bi = static_cast<BranchIndex>(b);
-    const int pfd = fs.dir_fd(parent, bi, false);
-    if (pfd < 0 || ::unlinkat(pfd, name, AT_REMOVEDIR) != 0) {
-      const int err = pfd < 0 ? -pfd : errno;
+    int err = 0;
+    FdLease pfd = fs.dir_fd(parent, bi, false, err);
+    if (!pfd || ::unlinkat(pfd.get(), name, AT_REMOVEDIR) != 0) {
+      if (pfd) err = errno;
       for (BranchIndex r : removed) {
-        const int rfd = fs.dir_fd(parent, r, false);
-        ::mkdirat(rfd, name, p.found[r].st.st_mode & 07777);
-        ::fchownat(rfd, name, p.found[r].st.st_uid, p.found[r].st.st_gid, AT_SYMLINK_NOFOLLOW);
+        FdLease rfd = fs.dir_fd(parent, r);
+        ::mkdirat(rfd.get(), name, p.found[r].st.st_mode & 07777);
+        ::fchownat(rfd.get(), name, p.found[r].st.st_uid, p.found[r].st.st_gid,
+                   AT_SYMLINK_NOFOLLOW);
       }
       fuse_reply_err(req, err);
       return;

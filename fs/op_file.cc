@@ -11,15 +11,26 @@
 namespace cachefs::ops {
 namespace {
 
-// The backing of a non-directory, held for the whole operation; null (and the
-// request answered) for a directory.
-std::shared_ptr<FileBacking> regular(fuse_req_t req, fuse_ino_t ino) {
-  Node* n = fs_of(req).nodes().node(ino);
+// A data descriptor of a non-directory, held for the whole operation (with the
+// backing it belongs to); empty, and the request answered, on failure.
+struct Data {
+  std::shared_ptr<FileBacking> backing;
+  FdLease fd;
+  explicit operator bool() const { return bool(fd); }
+};
+
+Data data_fd(fuse_req_t req, fuse_ino_t ino, bool write) {
+  Filesystem& fs = fs_of(req);
+  Node* n = fs.nodes().node(ino);
   if (n->is_dir()) {
     fuse_reply_err(req, EISDIR);
-    return nullptr;
+    return {};
   }
-  return n->backing();
+  Data d{n->backing(), {}};
+  int err = 0;
+  d.fd = fs.io_fd(n, *d.backing, write, err);
+  if (!d.fd) fuse_reply_err(req, err);
+  return d;
 }
 
 }  // namespace
@@ -30,14 +41,8 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, ENOSYS);
     return;
   }
-  const auto n = regular(req, ino);
-  if (n == nullptr) return;
-  const bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
-  const int fd = fs.io_fd(*n, write);
-  if (fd < 0) {
-    fuse_reply_err(req, -fd);
-    return;
-  }
+  const Data d = data_fd(req, ino, (fi->flags & O_ACCMODE) != O_RDONLY);
+  if (!d) return;
   fi->fh = 0;
   fi->keep_cache = 1;
   fuse_reply_open(req, fi);
@@ -48,7 +53,7 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
   Filesystem& fs = fs_of(req);
   Node* parent = fs.nodes().node(parent_ino);
   BranchIndex b;
-  int pfd;
+  FdLease pfd;
   if (int err = fs.prepare_create(parent, name, false, b, pfd)) {
     fuse_reply_err(req, err);
     return;
@@ -56,13 +61,13 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
   // The node's descriptor is shared by every opener: never O_APPEND (pwrite would
   // ignore offsets) nor O_SYNC; the kernel positions appends itself.
   const int flags = O_CREAT | O_RDWR | O_NOFOLLOW | O_CLOEXEC | (fi->flags & (O_EXCL | O_TRUNC));
-  UniqueFd fd(::openat(pfd, name, flags, mode & 07777));
+  UniqueFd fd(::openat(pfd.get(), name, flags, mode & 07777));
   if (!fd) {
     fuse_reply_err(req, errno);
     return;
   }
   fuse_entry_param e;
-  if (int err = fs.finish_create(req, parent, pfd, name, b, std::move(fd), true, e)) {
+  if (int err = fs.finish_create(req, parent, pfd.get(), name, b, std::move(fd), e)) {
     fuse_reply_err(req, err);
     return;
   }
@@ -72,13 +77,9 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
 }
 
 void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  const auto n = regular(req, ino);
-  if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(*n, false);
-  if (fd < 0) {
-    fuse_reply_err(req, -fd);
-    return;
-  }
+  const Data d = data_fd(req, ino, false);
+  if (!d) return;
+  const int fd = d.fd.get();
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   buf.buf[0].fd = fd;
@@ -87,13 +88,9 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
 }
 
 void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
-  const auto n = regular(req, ino);
-  if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(*n, true);
-  if (fd < 0) {
-    fuse_reply_err(req, -fd);
-    return;
-  }
+  const Data d = data_fd(req, ino, true);
+  if (!d) return;
+  const int fd = d.fd.get();
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = fd;
@@ -121,36 +118,24 @@ void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 }
 
 void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
-  const auto n = regular(req, ino);
-  if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(*n, false);
-  if (fd < 0) {
-    fuse_reply_err(req, -fd);
-    return;
-  }
+  const Data d = data_fd(req, ino, false);
+  if (!d) return;
+  const int fd = d.fd.get();
   fuse_reply_err(req, (datasync ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno);
 }
 
 void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                fuse_file_info*) {
-  const auto n = regular(req, ino);
-  if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(*n, true);
-  if (fd < 0) {
-    fuse_reply_err(req, -fd);
-    return;
-  }
+  const Data d = data_fd(req, ino, true);
+  if (!d) return;
+  const int fd = d.fd.get();
   fuse_reply_err(req, ::fallocate(fd, mode, offset, length) == 0 ? 0 : errno);
 }
 
 void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
-  const auto n = regular(req, ino);
-  if (n == nullptr) return;
-  const int fd = fs_of(req).io_fd(*n, false);
-  if (fd < 0) {
-    fuse_reply_err(req, -fd);
-    return;
-  }
+  const Data d = data_fd(req, ino, false);
+  if (!d) return;
+  const int fd = d.fd.get();
   // Only SEEK_DATA/SEEK_HOLE reach us; the shared offset is never used for I/O.
   const off_t res = ::lseek(fd, off, whence);
   if (res < 0) {
@@ -162,23 +147,12 @@ void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
 
 void copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*,
                      fuse_ino_t ino_out, off_t off_out, fuse_file_info*, size_t len, int flags) {
-  Filesystem& fs = fs_of(req);
-  Node* nin = fs.nodes().node(ino_in);
-  Node* nout = fs.nodes().node(ino_out);
-  if (nin->is_dir() || nout->is_dir()) {
-    fuse_reply_err(req, EISDIR);
-    return;
-  }
-  const auto in = nin->backing();
-  const auto out = nout->backing();
-  const int fd_in = fs.io_fd(*in, false);
-  const int fd_out = fs.io_fd(*out, true);
-  if (fd_in < 0 || fd_out < 0) {
-    fuse_reply_err(req, fd_in < 0 ? -fd_in : -fd_out);
-    return;
-  }
-  const ssize_t res =
-      ::copy_file_range(fd_in, &off_in, fd_out, &off_out, len, static_cast<unsigned>(flags));
+  const Data in = data_fd(req, ino_in, false);
+  if (!in) return;
+  const Data out = data_fd(req, ino_out, true);
+  if (!out) return;
+  const ssize_t res = ::copy_file_range(in.fd.get(), &off_in, out.fd.get(), &off_out, len,
+                                        static_cast<unsigned>(flags));
   if (res < 0) {
     fuse_reply_err(req, errno);
     return;

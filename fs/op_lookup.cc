@@ -54,7 +54,13 @@ void readlink(fuse_req_t req, fuse_ino_t ino) {
   }
   char buf[PATH_MAX + 1];
   // The target is returned to the kernel as text; the daemon never resolves it.
-  const ssize_t len = ::readlinkat(n->backing()->fd.get(), "", buf, sizeof buf - 1);
+  int err;
+  FdLease fd = fs.path_fd(n, *n->backing(), err);
+  if (!fd) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  const ssize_t len = ::readlinkat(fd.get(), "", buf, sizeof buf - 1);
   if (len < 0) {
     fuse_reply_err(req, errno);
     return;
@@ -66,9 +72,9 @@ void readlink(fuse_req_t req, fuse_ino_t ino) {
 void statfs(fuse_req_t req, fuse_ino_t) {
   Filesystem& fs = fs_of(req);
   // The default directory's filesystem is where most new data lands.
-  const int fd = fs.nodes().root()->dirs[fs.routes().default_branch()].fd.load();
+  FdLease fd = fs.dir_fd(fs.nodes().root(), fs.routes().default_branch());
   struct statvfs sv {};
-  if (::fstatvfs(fd, &sv) != 0) {
+  if (!fd || ::fstatvfs(fd.get(), &sv) != 0) {
     fuse_reply_err(req, errno);
     return;
   }

@@ -19,7 +19,7 @@ namespace {
 void reply_created(fuse_req_t req, Filesystem& fs, Node* parent, int pfd, const char* name,
                    BranchIndex b) {
   fuse_entry_param e;
-  if (int err = fs.finish_create(req, parent, pfd, name, b, UniqueFd(), false, e)) {
+  if (int err = fs.finish_create(req, parent, pfd, name, b, UniqueFd(), e)) {
     fuse_reply_err(req, err);
     return;
   }
@@ -40,33 +40,33 @@ void mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode,
   Filesystem& fs = fs_of(req);
   Node* parent = fs.nodes().node(parent_ino);
   BranchIndex b;
-  int pfd;
+  FdLease pfd;
   if (int err = fs.prepare_create(parent, name, false, b, pfd)) {
     fuse_reply_err(req, err);
     return;
   }
-  if (::mknodat(pfd, name, mode, rdev) != 0) {
+  if (::mknodat(pfd.get(), name, mode, rdev) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
-  reply_created(req, fs, parent, pfd, name, b);
+  reply_created(req, fs, parent, pfd.get(), name, b);
 }
 
 void symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, const char* name) {
   Filesystem& fs = fs_of(req);
   Node* parent = fs.nodes().node(parent_ino);
   BranchIndex b;
-  int pfd;
+  FdLease pfd;
   if (int err = fs.prepare_create(parent, name, false, b, pfd)) {
     fuse_reply_err(req, err);
     return;
   }
   // The target is stored as text and never resolved by the daemon.
-  if (::symlinkat(target, pfd, name) != 0) {
+  if (::symlinkat(target, pfd.get(), name) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
-  reply_created(req, fs, parent, pfd, name, b);
+  reply_created(req, fs, parent, pfd.get(), name, b);
 }
 
 void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* newname) {
@@ -90,12 +90,14 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* 
     fuse_reply_err(req, EXDEV);
     return;
   }
-  const int pfd = fs.dir_fd(newparent, f->branch, true);
-  if (pfd < 0) {
-    fuse_reply_err(req, -pfd);
+  int err = 0;
+  FdLease src = fs.path_fd(n, *f, err);
+  FdLease pfd = src ? fs.dir_fd(newparent, f->branch, true, err) : FdLease();
+  if (!pfd) {
+    fuse_reply_err(req, err);
     return;
   }
-  if (::linkat(f->fd.get(), "", pfd, newname, AT_EMPTY_PATH) != 0) {
+  if (::linkat(src.get(), "", pfd.get(), newname, AT_EMPTY_PATH) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
@@ -103,7 +105,7 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* 
   Filesystem::changed(newparent);
   fs.nodes().add_link(n);
   struct stat st {};
-  if (int err = fs.getattr(n, st)) {
+  if ((err = fs.getattr(n, st)) != 0) {
     fs.nodes().forget(n, 1);
     fuse_reply_err(req, err);
     return;
@@ -133,15 +135,16 @@ void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   // every copy the name could resolve to, so a deleted file stays deleted.
   Candidates c;
   fs.routes().candidates(fs.nodes().child_path(parent, name, false), c);
+  fs.pin_before_removal(parent, name);
   int err = 0;
   for (BranchIndex b : c) {
     if (b != p.res.branch && (fs.routes().policy() == ResolutionPolicy::kStrict ||
                               !p.found[b].fd.valid() || S_ISDIR(p.found[b].st.st_mode))) {
       continue;
     }
-    const int pfd = fs.dir_fd(parent, b, false);
-    if (pfd < 0 || ::unlinkat(pfd, name, 0) != 0) {
-      err = pfd < 0 ? -pfd : errno;
+    FdLease pfd = fs.dir_fd(parent, b, false, err);
+    if (!pfd || ::unlinkat(pfd.get(), name, 0) != 0) {
+      if (pfd) err = errno;
       break;
     }
   }
@@ -164,10 +167,12 @@ int rename_file(Filesystem& fs, Node* parent, const char* name, Node* newparent,
   if (dst.res.kind == Resolution::kFile && dst.res.branch != b) {
     return (flags & RENAME_NOREPLACE) ? EEXIST : EXDEV;
   }
-  const int spfd = fs.dir_fd(parent, b, false);
-  const int dpfd = fs.dir_fd(newparent, b, true);
-  if (spfd < 0 || dpfd < 0) return spfd < 0 ? -spfd : -dpfd;
-  if (::renameat2(spfd, name, dpfd, newname, flags) != 0) return errno;
+  int err = 0;
+  FdLease spfd = fs.dir_fd(parent, b, false, err);
+  FdLease dpfd = spfd ? fs.dir_fd(newparent, b, true, err) : FdLease();
+  if (!dpfd) return err;
+  if (!(flags & RENAME_EXCHANGE)) fs.pin_before_removal(newparent, newname);
+  if (::renameat2(spfd.get(), name, dpfd.get(), newname, flags) != 0) return errno;
   Filesystem::changed(parent);
   Filesystem::changed(newparent);
   if (flags & RENAME_EXCHANGE) {
@@ -194,9 +199,9 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
   int err = 0;
   for (size_t b = 0; !err && b < nb; ++b) {
     if (dst.found[b].fd.valid() && !src.found[b].fd.valid()) {
-      const int dpfd = fs.dir_fd(newparent, static_cast<BranchIndex>(b), false);
-      if (dpfd < 0 || ::unlinkat(dpfd, newname, AT_REMOVEDIR) != 0) {
-        err = dpfd < 0 ? -dpfd : errno;
+      FdLease dpfd = fs.dir_fd(newparent, static_cast<BranchIndex>(b), false, err);
+      if (!dpfd || ::unlinkat(dpfd.get(), newname, AT_REMOVEDIR) != 0) {
+        if (dpfd) err = errno;
       } else {
         removed.push_back(static_cast<BranchIndex>(b));
       }
@@ -205,11 +210,11 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
   for (size_t b = 0; !err && b < nb; ++b) {
     if (!src.found[b].fd.valid()) continue;
     const auto bi = static_cast<BranchIndex>(b);
-    const int spfd = fs.dir_fd(parent, bi, false);
-    const int dpfd = fs.dir_fd(newparent, bi, true);
-    if (spfd < 0 || dpfd < 0) {
-      err = spfd < 0 ? -spfd : -dpfd;
-    } else if (::renameat2(spfd, name, dpfd, newname, flags) != 0) {
+    FdLease spfd = fs.dir_fd(parent, bi, false, err);
+    FdLease dpfd = spfd ? fs.dir_fd(newparent, bi, true, err) : FdLease();
+    if (!dpfd) {
+      // err set by dir_fd
+    } else if (::renameat2(spfd.get(), name, dpfd.get(), newname, flags) != 0) {
       err = errno;
     } else {
       renamed.push_back(bi);
@@ -217,12 +222,12 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
   }
   if (err) {
     for (BranchIndex b : renamed) {
-      ::renameat2(fs.dir_fd(newparent, b, false), newname, fs.dir_fd(parent, b, false), name, 0);
+      ::renameat2(fs.dir_fd(newparent, b).get(), newname, fs.dir_fd(parent, b).get(), name, 0);
     }
     for (BranchIndex b : removed) {
-      const int dpfd = fs.dir_fd(newparent, b, false);
-      ::mkdirat(dpfd, newname, dst.found[b].st.st_mode & 07777);
-      ::fchownat(dpfd, newname, dst.found[b].st.st_uid, dst.found[b].st.st_gid,
+      FdLease dpfd = fs.dir_fd(newparent, b);
+      ::mkdirat(dpfd.get(), newname, dst.found[b].st.st_mode & 07777);
+      ::fchownat(dpfd.get(), newname, dst.found[b].st.st_uid, dst.found[b].st.st_gid,
                  AT_SYMLINK_NOFOLLOW);
     }
     return err;

@@ -100,21 +100,27 @@ std::string escape_opt(std::string_view v) {
   return out;
 }
 
-void raise_fd_limit() {
-  // Every node the kernel remembers holds a descriptor.
+// Raises the soft descriptor limit to the hard one and returns the budget of
+// descriptors nodes may keep open (the rest is headroom for requests in flight).
+int64_t fd_budget(unsigned asked) {
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
     lim.rlim_cur = lim.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &lim);
   }
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  const auto limit = static_cast<int64_t>(lim.rlim_cur);
+  if (asked != 0) return std::min<int64_t>(asked, limit - 64);
+  return std::max<int64_t>(16, limit * 7 / 10);
 }
 
 }  // namespace
 
 int run_mount(const MountConfig& cfg) {
-  raise_fd_limit();
+  const int64_t budget = fd_budget(cfg.max_open_files);
   ::umask(0);  // modes reach us already masked by the kernel
   Filesystem fs(cfg);
+  fs.fd_budget = budget;
 
   std::string opts = "default_permissions,nosuid,nodev,subtype=cachefs,fsname=" +
                      escape_opt(fs.routes().branch_dir(fs.routes().default_branch()));

@@ -27,14 +27,17 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+void SleepMs(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
 
 // mountinfo escapes ' ', '\t', '\n' and '\\' as \ooo.
 std::string Unescape(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '7') {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      out.push_back(
+          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
       i += 3;
     } else {
       out.push_back(s[i]);
@@ -99,7 +102,8 @@ std::string Describe(int dirfd, const std::string& name, const struct stat& st) 
     std::string content;
     char buf[65536];
     ssize_t n;
-    while (fd.valid() && (n = ::read(fd.get(), buf, sizeof buf)) > 0) content.append(buf, static_cast<size_t>(n));
+    while (fd.valid() && (n = ::read(fd.get(), buf, sizeof buf)) > 0)
+      content.append(buf, static_cast<size_t>(n));
     d << " content#" << std::hash<std::string>()(content);
   }
   if (!S_ISLNK(st.st_mode)) {
@@ -114,7 +118,8 @@ std::string Describe(int dirfd, const std::string& name, const struct stat& st) 
   return d.str();
 }
 
-void SnapshotDir(int dirfd, dev_t dev, const std::string& rel, std::map<std::string, std::string>& out) {
+void SnapshotDir(int dirfd, dev_t dev, const std::string& rel,
+                 std::map<std::string, std::string>& out) {
   const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dup < 0) return;
   DIR* dp = ::fdopendir(dup);
@@ -234,13 +239,18 @@ std::map<std::string, std::string> SnapshotTree(const std::string& root) {
   return out;
 }
 
-bool CommandResult::Exited0() const { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+bool CommandResult::Exited0() const {
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 std::string CommandResult::Describe() const {
   std::ostringstream d;
-  if (WIFEXITED(status)) d << "exit " << WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) d << "killed by signal " << WTERMSIG(status);
-  else d << "status " << status;
+  if (WIFEXITED(status))
+    d << "exit " << WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    d << "killed by signal " << WTERMSIG(status);
+  else
+    d << "status " << status;
   if (!output.empty()) d << ", output: [" << output << "]";
   return d.str();
 }
@@ -359,7 +369,9 @@ CachefsProcess::CachefsProcess(std::string mountpoint, std::vector<std::string> 
                                std::string log_path)
     : mountpoint_(Canonical(mountpoint)), args_(std::move(args)), log_path_(std::move(log_path)) {}
 
-CachefsProcess::~CachefsProcess() { Cleanup(); }
+CachefsProcess::~CachefsProcess() {
+  Cleanup();
+}
 
 std::string CachefsProcess::Log() const {
   auto s = ReadFile(log_path_);
@@ -372,6 +384,12 @@ std::string CachefsProcess::Log() const {
   if (running()) return ::testing::AssertionFailure() << "already running";
   std::vector<std::string> argv_s = {kCachefsBinary};
   argv_s.insert(argv_s.end(), args_.begin(), args_.end());
+  // Lets CTest run a whole suite again under other settings (a tiny descriptor
+  // budget, say): space-separated arguments added to every mount.
+  if (const char* extra = ::getenv("CACHEFS_TEST_EXTRA_ARGS")) {
+    std::istringstream words(extra);
+    for (std::string w; words >> w;) argv_s.push_back(w);
+  }
   argv_s.push_back("-f");
   argv_s.push_back(mountpoint_);
   std::vector<char*> argv;
@@ -408,14 +426,15 @@ std::string CachefsProcess::Log() const {
       last_status_ = status;
       return ::testing::AssertionFailure()
              << "cachefs exited before mounting (" << CommandResult{status, ""}.Describe()
-             << ")\ncommand: " << cmdline << "\nlog:\n" << Log();
+             << ")\ncommand: " << cmdline << "\nlog:\n"
+             << Log();
     }
     SleepMs(5);
   }
   Cleanup();
   return ::testing::AssertionFailure() << "no fuse.cachefs mount on " << mountpoint_ << " after "
-                                       << kMountWaitMs << " ms\ncommand: " << cmdline
-                                       << "\nlog:\n" << Log();
+                                       << kMountWaitMs << " ms\ncommand: " << cmdline << "\nlog:\n"
+                                       << Log();
 }
 
 bool CachefsProcess::WaitExit(int timeout_ms) {
@@ -439,15 +458,17 @@ bool CachefsProcess::WaitExit(int timeout_ms) {
   if (!WaitExit(kMountWaitMs)) {
     Cleanup();
     return ::testing::AssertionFailure() << "cachefs did not exit within " << kMountWaitMs
-                                         << " ms of signal " << sig << "\nlog:\n" << Log();
+                                         << " ms of signal " << sig << "\nlog:\n"
+                                         << Log();
   }
   const CommandResult r{last_status_, ""};
   if (!r.Exited0()) {
     const bool still = IsAnythingMounted(mountpoint_);
     Cleanup();
-    return ::testing::AssertionFailure() << "cachefs, stopped by signal " << sig << ", ended with "
-                                         << r.Describe() << (still ? " and left its mount" : "")
-                                         << "\nlog:\n" << Log();
+    return ::testing::AssertionFailure()
+           << "cachefs, stopped by signal " << sig << ", ended with " << r.Describe()
+           << (still ? " and left its mount" : "") << "\nlog:\n"
+           << Log();
   }
   if (IsAnythingMounted(mountpoint_)) {
     Cleanup();
@@ -487,7 +508,8 @@ void CachefsProcess::Cleanup() noexcept {
     }
     if (IsAnythingMounted(mountpoint_)) {
       RunCommand({"fusermount3", "-u", mountpoint_}, {}, 5000);
-      if (IsAnythingMounted(mountpoint_)) RunCommand({"fusermount3", "-u", "-z", mountpoint_}, {}, 5000);
+      if (IsAnythingMounted(mountpoint_))
+        RunCommand({"fusermount3", "-u", "-z", mountpoint_}, {}, 5000);
       if (IsAnythingMounted(mountpoint_)) ::umount2(mountpoint_.c_str(), MNT_DETACH);
     }
   } catch (...) {
@@ -543,8 +565,8 @@ std::string MountTest::Outside(std::string_view rel) const {
 ::testing::AssertionResult MountTest::StartMount(std::vector<std::string> args,
                                                  const std::string& mountpoint) {
   const std::string log = temp_.Path("logs/cachefs-" + std::to_string(next_log_++) + ".log");
-  mounts_.push_back(
-      std::make_unique<CachefsProcess>(mountpoint.empty() ? Mnt() : mountpoint, std::move(args), log));
+  mounts_.push_back(std::make_unique<CachefsProcess>(mountpoint.empty() ? Mnt() : mountpoint,
+                                                     std::move(args), log));
   return mounts_.back()->Start();
 }
 
