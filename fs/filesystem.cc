@@ -374,23 +374,29 @@ int Filesystem::prepare_create(Node* parent, std::string_view name, bool is_dir,
   return 0;
 }
 
-void Filesystem::chown_to_caller(fuse_req_t req, int fd, const char* name, const struct stat& st) {
+void Filesystem::chown_to_caller(fuse_req_t req, int fd, struct stat& st) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   // The daemon creates as itself; the entry must belong to the caller. A group
   // other than ours means the backing directory is setgid: keep that group.
   const gid_t gid = st.st_gid == ::getegid() ? ctx->gid : st.st_gid;
   if (st.st_uid == ctx->uid && st.st_gid == gid) return;
-  ::fchownat(fd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW | (name[0] ? 0 : AT_EMPTY_PATH));
+  if (::fchownat(fd, "", ctx->uid, gid, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) == 0) {
+    // chown clears set-id bits of a regular file, as the kernel would.
+    ::fstat(fd, &st);
+  }
 }
 
 int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::string_view name,
                               BranchIndex branch, UniqueFd rw, fuse_entry_param& e) {
-  const std::string cname(name);
-  UniqueFd fd(::openat(parent_fd, cname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  // A file `create` opened is reached through that descriptor; anything else is
+  // opened (O_PATH) by name.
+  UniqueFd fd = rw ? std::move(rw)
+                   : UniqueFd(::openat(parent_fd, std::string(name).c_str(),
+                                       O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return errno;
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return errno;
-  chown_to_caller(req, fd.get(), "", st);
+  chown_to_caller(req, fd.get(), st);
   changed(parent);
   Node* n;
   if (S_ISDIR(st.st_mode)) {
@@ -400,9 +406,13 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
     n = nodes_.intern_dir(parent, name, found, branch);
   } else {
     auto f = std::make_shared<FileBacking>(branch, st);
-    f->path.install(std::move(fd));
-    if (rw) f->rw.install(std::move(rw));
+    const bool writable = (::fcntl(fd.get(), F_GETFL) & O_ACCMODE) == O_RDWR;
+    (writable ? f->rw : f->path).install(std::move(fd));
     n = nodes_.intern_file(parent, name, std::move(f), st.st_nlink);
+    st.st_ino = shown_ino(branch, st);
+    enforce_fd_budget();
+    fill_entry(n, st, e);
+    return 0;
   }
   enforce_fd_budget();
   if (int err = getattr(n, st)) {

@@ -83,7 +83,8 @@ class Filesystem {
   // `fd` is the read-write descriptor creating it gave, if any. Returns 0 or an errno.
   int finish_create(fuse_req_t req, Node* parent, int parent_fd, std::string_view name,
                     BranchIndex branch, UniqueFd fd, fuse_entry_param& e);
-  void chown_to_caller(fuse_req_t req, int fd, const char* name, const struct stat& st);
+  // Gives the entry behind `fd` (stat `st`, updated) to the requesting user.
+  void chown_to_caller(fuse_req_t req, int fd, struct stat& st);
 
   // A change was made inside `dir` through the mount: its listing is out of date.
   static void changed(Node* dir) { dir->change_gen.fetch_add(1, std::memory_order_relaxed); }
@@ -98,6 +99,7 @@ class Filesystem {
 
   // Set by init: the kernel lets us decline OPEN once and never sends it again.
   bool no_open = false;
+  bool no_opendir = false;
   int64_t fd_budget = 0;
 
  private:

@@ -184,6 +184,12 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
 
 void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
+  if (fs.no_opendir) {
+    // Listings need no handle: decline, and the kernel stops sending OPENDIR and
+    // RELEASEDIR (two round trips per directory walked) and caches listings.
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   int err;
   if (!current_listing(fs, fs.nodes().node(ino), true, err)) {
     fuse_reply_err(req, err);

@@ -122,26 +122,30 @@ void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     return;
   }
   Node* parent = fs.nodes().node(parent_ino);
-  Filesystem::Probe p;
-  if (int err = fs.probe(parent, name, p, fs.routes().policy() == ResolutionPolicy::kWeak)) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  if (p.res.kind == Resolution::kDirectory) {
-    fuse_reply_err(req, EISDIR);
-    return;
-  }
-  // Weak: the same name further down the candidates would show through; remove
-  // every copy the name could resolve to, so a deleted file stays deleted.
   Candidates c;
   fs.routes().candidates(fs.nodes().child_path(parent, name, false), c);
+  // Strict: the name can only be in its first candidate (the kernel never asks to
+  // unlink a directory). Weak: every candidate holding a non-directory of that
+  // name, so that a deleted file does not show through from further down.
+  std::vector<BranchIndex> targets{c[0]};
+  if (fs.routes().policy() == ResolutionPolicy::kWeak) {
+    Filesystem::Probe p;
+    if (int err = fs.probe(parent, name, p, true)) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    if (p.res.kind == Resolution::kDirectory) {
+      fuse_reply_err(req, EISDIR);
+      return;
+    }
+    targets.clear();
+    for (BranchIndex b : c) {
+      if (p.found[b].fd.valid() && !S_ISDIR(p.found[b].st.st_mode)) targets.push_back(b);
+    }
+  }
   fs.pin_before_removal(parent, name);
   int err = 0;
-  for (BranchIndex b : c) {
-    if (b != p.res.branch && (fs.routes().policy() == ResolutionPolicy::kStrict ||
-                              !p.found[b].fd.valid() || S_ISDIR(p.found[b].st.st_mode))) {
-      continue;
-    }
+  for (BranchIndex b : targets) {
     FdLease pfd = fs.dir_fd(parent, b, false, err);
     if (!pfd || ::unlinkat(pfd.get(), name, 0) != 0) {
       if (pfd) err = errno;

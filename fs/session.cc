@@ -39,6 +39,7 @@ void init(void* userdata, fuse_conn_info* conn) {
   // The daemon writes as root, which keeps set-id bits: let the kernel clear them.
   want(FUSE_CAP_HANDLE_KILLPRIV, false);
   fs.no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+  fs.no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   conn->time_gran = 1;
   conn->max_background = 64;
   conn->congestion_threshold = 48;
