@@ -127,11 +127,11 @@ int run_mount(const MountConfig& cfg) {
                      escape_opt(fs.routes().branch_dir(fs.routes().default_branch()));
   if (fs.read_only()) opts += ",ro";
   for (const std::string& o : cfg.fuse_options) {
-    if (o.starts_with("fsname=") || o.starts_with("subtype=")) {
-      opts += "," + o;
-    } else if (o != "ro" && o != "rw") {
-      opts += "," + o;
-    }
+    // ro/rw are the write mode's business. suid and dev are never honoured: a
+    // cache written by one build must not hand set-id programs or device nodes to
+    // another (mount.fuse3 adds both to every mount it makes).
+    if (o == "ro" || o == "rw" || o == "suid" || o == "dev") continue;
+    opts += "," + o;
   }
   std::vector<std::string> argv_s = {"cachefs", "-o", opts};
   if (cfg.debug) argv_s.emplace_back("-d");
