@@ -216,7 +216,10 @@ void Filesystem::enforce_fd_budget() {
 int Filesystem::probe(Node* parent, std::string_view name, Probe& out, bool all_branches) {
   const size_t nb = branch_count();
   out.found.resize(nb);
-  for (auto& f : out.found) f.fd.reset();
+  for (auto& f : out.found) {
+    f.present = false;
+    f.fd.reset();
+  }
   std::array<bool, kMaxBranches> asked{};
   int failure = 0;  // a branch that could not be looked at (EMFILE, EIO, ...)
   const std::string cname(name);
@@ -228,18 +231,15 @@ int Filesystem::probe(Node* parent, std::string_view name, Probe& out, bool all_
       if (!absent_errno(err)) failure = err;
       return Presence::kAbsent;
     }
-    UniqueFd fd(::openat(pfd.get(), cname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) {
+    // One name component, never followed: as safe as an open, and nothing to
+    // close. Descriptors are opened when an operation needs one.
+    struct stat& st = out.found[b].st;
+    if (::fstatat(pfd.get(), cname.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (!absent_errno(errno)) failure = errno;
       return Presence::kAbsent;
     }
-    struct stat& st = out.found[b].st;
-    if (::fstat(fd.get(), &st) != 0) {
-      failure = errno;
-      return Presence::kAbsent;
-    }
     if (is_store(st)) return Presence::kAbsent;
-    out.found[b].fd = std::move(fd);
+    out.found[b].present = true;
     return S_ISDIR(st.st_mode) ? Presence::kDirectory : Presence::kOther;
   };
   Candidates c;
@@ -253,7 +253,7 @@ int Filesystem::probe(Node* parent, std::string_view name, Probe& out, bool all_
   if (out.res.kind == Resolution::kDirectory) {
     // Only the directories make up the union.
     for (size_t b = 0; b < nb; ++b) {
-      if (out.found[b].fd.valid() && !S_ISDIR(out.found[b].st.st_mode)) out.found[b].fd.reset();
+      if (out.found[b].present && !S_ISDIR(out.found[b].st.st_mode)) out.found[b].present = false;
     }
   }
   if (out.res.kind == Resolution::kNone) return failure ? failure : ENOENT;
@@ -268,22 +268,21 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
   struct stat st {};
   if (p.res.kind == Resolution::kFile) {
     st = p.found[p.res.branch].st;
-    auto f = std::make_shared<FileBacking>(p.res.branch, st);
-    f->path.install(std::move(p.found[p.res.branch].fd));
-    n = nodes_.intern_file(parent, name, std::move(f), st.st_nlink);
+    n = nodes_.intern_file(parent, name, std::make_shared<FileBacking>(p.res.branch, st),
+                           st.st_nlink);
   } else {
     // Primary: the first candidate holding the directory, else the first branch.
     Candidates c;
     routes_.candidates(nodes_.child_path(parent, name, true), c);
     int primary = -1;
     for (BranchIndex b : c) {
-      if (p.found[b].fd.valid()) {
+      if (p.found[b].present) {
         primary = b;
         break;
       }
     }
     for (size_t b = 0; primary < 0 && b < p.found.size(); ++b) {
-      if (p.found[b].fd.valid()) primary = static_cast<int>(b);
+      if (p.found[b].present) primary = static_cast<int>(b);
     }
     n = nodes_.intern_dir(parent, name, p.found, static_cast<BranchIndex>(primary));
   }
@@ -299,10 +298,26 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
 int Filesystem::getattr(Node* n, struct stat& st) {
   if (!n->is_dir()) {
     const auto f = n->backing();
-    int err;
-    FdLease fd = path_fd(n, *f, err);
-    if (!fd) return err;
-    if (::fstatat(fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    if (FdLease fd = f->path.lease()) {
+      if (::fstatat(fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    } else if (FdLease data = f->rw.lease()) {
+      if (::fstat(data.get(), &st) != 0) return errno;
+    } else {
+      // No descriptor at hand: stat the name (one component, not followed) and make
+      // sure it is still this inode, rather than open one just to stat it.
+      int err = 0;
+      ParentRef parent(nodes_, n);
+      FdLease pfd = dir_fd(parent.get(), f->branch, false, err);
+      if (!pfd) return err == ENOENT ? ESTALE : err;
+      if (::fstatat(pfd.get(), parent.name().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+          st.st_dev != f->dev || st.st_ino != f->ino) {
+        // Renamed or replaced behind our back, or unlinked (then pinned, so the
+        // leases above succeed): ask the descriptor path.
+        FdLease p = path_fd(n, *f, err);
+        if (!p) return err;
+        if (::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+      }
+    }
     st.st_ino = shown_ino(f->branch, st);
     return 0;
   }
@@ -401,6 +416,7 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
   Node* n;
   if (S_ISDIR(st.st_mode)) {
     std::vector<NodeTable::Found> found(branch_count());
+    found[branch].present = true;
     found[branch].fd = std::move(fd);
     found[branch].st = st;
     n = nodes_.intern_dir(parent, name, found, branch);

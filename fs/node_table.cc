@@ -132,7 +132,7 @@ Node* NodeTable::intern_dir(Node* parent, std::string_view name, std::span<Found
   if (n != nullptr) {
     bool stale = !n->is_dir();
     for (size_t b = 0; !stale && b < branches_; ++b) {
-      if (!found[b].fd.valid()) continue;
+      if (!found[b].present) continue;
       stale = n->dirs[b].known.load(std::memory_order_acquire) &&
               (n->dirs[b].dev.load(std::memory_order_relaxed) != found[b].st.st_dev ||
                n->dirs[b].ino.load(std::memory_order_relaxed) != found[b].st.st_ino);
@@ -146,8 +146,16 @@ Node* NodeTable::intern_dir(Node* parent, std::string_view name, std::span<Found
   ++n->nlookup;
   n->primary.store(primary, std::memory_order_relaxed);
   for (size_t b = 0; b < branches_; ++b) {
-    if (found[b].fd.valid() && !n->dirs[b].slot.open()) {
-      publish_dir_fd(n, static_cast<BranchIndex>(b), std::move(found[b].fd), found[b].st);
+    if (!found[b].present) continue;
+    if (found[b].fd.valid()) {
+      if (!n->dirs[b].slot.open()) {
+        publish_dir_fd(n, static_cast<BranchIndex>(b), std::move(found[b].fd), found[b].st);
+      }
+    } else if (!n->dirs[b].known.load(std::memory_order_acquire)) {
+      // Known to exist; its descriptor is opened when first needed.
+      n->dirs[b].dev.store(found[b].st.st_dev, std::memory_order_relaxed);
+      n->dirs[b].ino.store(found[b].st.st_ino, std::memory_order_relaxed);
+      n->dirs[b].known.store(true, std::memory_order_release);
     }
   }
   return n;

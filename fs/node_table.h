@@ -122,8 +122,9 @@ class NodeTable {
   // fds found per branch (invalid = not there) and their stat; slots the node
   // lacks are filled, the rest closed.
   struct Found {
-    UniqueFd fd;
+    bool present = false;  // the branch has a directory of that name
     struct stat st;
+    UniqueFd fd;  // optional: an O_PATH descriptor on it, if one is at hand
   };
   Node* intern_dir(Node* parent, std::string_view name, std::span<Found> found,
                    BranchIndex primary);

@@ -270,7 +270,7 @@ void rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   // ones already removed so the union is unchanged.
   std::vector<BranchIndex> removed;
   for (size_t b = 0; b < p.found.size(); ++b) {
-    if (!p.found[b].fd.valid()) continue;
+    if (!p.found[b].present) continue;
     const auto bi = static_cast<BranchIndex>(b);
     int err = 0;
     FdLease pfd = fs.dir_fd(parent, bi, false, err);

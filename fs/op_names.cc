@@ -140,7 +140,7 @@ void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     }
     targets.clear();
     for (BranchIndex b : c) {
-      if (p.found[b].fd.valid() && !S_ISDIR(p.found[b].st.st_mode)) targets.push_back(b);
+      if (p.found[b].present && !S_ISDIR(p.found[b].st.st_mode)) targets.push_back(b);
     }
   }
   fs.pin_before_removal(parent, name);
@@ -202,7 +202,7 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
   std::vector<BranchIndex> removed, renamed;
   int err = 0;
   for (size_t b = 0; !err && b < nb; ++b) {
-    if (dst.found[b].fd.valid() && !src.found[b].fd.valid()) {
+    if (dst.found[b].present && !src.found[b].present) {
       FdLease dpfd = fs.dir_fd(newparent, static_cast<BranchIndex>(b), false, err);
       if (!dpfd || ::unlinkat(dpfd.get(), newname, AT_REMOVEDIR) != 0) {
         if (dpfd) err = errno;
@@ -212,7 +212,7 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
     }
   }
   for (size_t b = 0; !err && b < nb; ++b) {
-    if (!src.found[b].fd.valid()) continue;
+    if (!src.found[b].present) continue;
     const auto bi = static_cast<BranchIndex>(b);
     FdLease spfd = fs.dir_fd(parent, bi, false, err);
     FdLease dpfd = spfd ? fs.dir_fd(newparent, bi, true, err) : FdLease();

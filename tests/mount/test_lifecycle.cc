@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "mount_fixture.h"
@@ -193,6 +194,10 @@ class MountHelperTest : public LifecycleTest {
     ASSERT_TRUE(WriteFile(Mnt("plain"), "plain"));
     EXPECT_EQ(ReadFile(InBacking(0, "plain")), "plain");
     EXPECT_FALSE(ListDirSet(Mnt()).count(".cachefs"));
+    // mount.fuse3 adds dev,suid; the cache is nosuid,nodev all the same.
+    const std::string opts = MountOptionsOf(Mnt());
+    EXPECT_NE(opts.find("nosuid"), std::string::npos) << opts;
+    EXPECT_NE(opts.find("nodev"), std::string::npos) << opts;
     for (int i = 0; i < 1000 && ReadPid(pid_file_) <= 0; ++i) std::this_thread::sleep_for(2ms);
     const pid_t pid = ReadPid(pid_file_);
     EXPECT_GT(pid, 0);
@@ -202,6 +207,18 @@ class MountHelperTest : public LifecycleTest {
     if (pid > 0) {
       EXPECT_TRUE(WaitGone(pid, 10s)) << "the daemon did not exit after umount";
     }
+  }
+  // The per-mount options /proc/self/mounts shows for `mnt`.
+  static std::string MountOptionsOf(const std::string& mnt) {
+    const auto mounts = ReadFile("/proc/self/mounts");
+    std::istringstream lines(mounts ? *mounts : "");
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream f(line);
+      std::string src, dst, type, opts;
+      f >> src >> dst >> type >> opts;
+      if (dst == mnt) return opts;
+    }
+    return "";
   }
   std::string Options() const {
     return "allow_other,pid_file=" + pid_file_ + ",define_cache_directories=" + Backing(1) + "=\\.one$";
