@@ -286,7 +286,12 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
     }
     n = nodes_.intern_dir(parent, name, p.found, static_cast<BranchIndex>(primary));
   }
+  return entry_for(n, e);
+}
+
+int Filesystem::entry_for(Node* n, fuse_entry_param& e) {
   enforce_fd_budget();
+  struct stat st {};
   if (int err = getattr(n, st)) {
     nodes_.forget(n, 1);
     return err;
@@ -430,13 +435,7 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
     fill_entry(n, st, e);
     return 0;
   }
-  enforce_fd_budget();
-  if (int err = getattr(n, st)) {
-    nodes_.forget(n, 1);
-    return err;
-  }
-  fill_entry(n, st, e);
-  return 0;
+  return entry_for(n, e);
 }
 
 }  // namespace cachefs

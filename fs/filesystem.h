@@ -68,6 +68,10 @@ class Filesystem {
   };
   int probe(Node* parent, std::string_view name, Probe& out, bool all_branches);
 
+  // The entry reply for a node just counted a lookup of (the lookup is dropped
+  // again if its attributes cannot be read). Returns 0 or an errno.
+  int entry_for(Node* n, fuse_entry_param& e);
+
   // Attributes as the mount shows them.
   int getattr(Node* n, struct stat& st);
   void fill_entry(Node* n, const struct stat& st, fuse_entry_param& e) const;

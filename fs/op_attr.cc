@@ -44,32 +44,37 @@ int apply(int fd, bool symlink, const struct stat& attr, int to_set) {
   return 0;
 }
 
-// The descriptors whose inodes carry a node's xattrs: the file itself, or every
-// branch of a directory (primary first). Symlinks and special files have none here.
-int xattr_fds(Filesystem& fs, Node* n, bool all, std::vector<UniqueFd>& out, int& single,
-              FdLease& keep) {
-  single = -1;
+// The descriptors whose inodes carry a node's xattrs, held while in use: the file
+// itself, or every branch of a directory (primary first; `all` false: primary
+// only). Symlinks and special files have none here (ENOTSUP).
+struct XattrTargets {
+  FdLease file;
+  std::vector<UniqueFd> dirs;
+  std::vector<int> fds;
+};
+
+int xattr_targets(Filesystem& fs, Node* n, bool all, XattrTargets& t) {
   if (!n->is_dir()) {
     struct stat st {};
     const auto f = n->backing();
-    int err;
+    int err = 0;
     FdLease p = fs.path_fd(n, *f, err);
     if (!p) return err;
     if (::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
     if (!S_ISREG(st.st_mode)) return ENOTSUP;
-    keep = fs.io_fd(n, *f, false, err);
-    single = keep.get();
-    return keep ? 0 : err;
+    t.file = fs.io_fd(n, *f, false, err);
+    if (!t.file) return err;
+    t.fds.push_back(t.file.get());
+    return 0;
   }
   const BranchIndex primary = n->primary.load();
-  if (UniqueFd fd = fs.open_dir(n, primary)) out.push_back(std::move(fd));
+  if (UniqueFd fd = fs.open_dir(n, primary)) t.dirs.push_back(std::move(fd));
   for (size_t b = 0; all && b < fs.branch_count(); ++b) {
     if (b == primary) continue;
-    if (UniqueFd fd = fs.open_dir(n, static_cast<BranchIndex>(b))) out.push_back(std::move(fd));
+    if (UniqueFd fd = fs.open_dir(n, static_cast<BranchIndex>(b))) t.dirs.push_back(std::move(fd));
   }
-  if (out.empty()) return ENOENT;
-  single = out.front().get();
-  return 0;
+  for (const UniqueFd& fd : t.dirs) t.fds.push_back(fd.get());
+  return t.fds.empty() ? ENOENT : 0;
 }
 
 }  // namespace
@@ -119,28 +124,23 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
     fuse_reply_err(req, EROFS);
     return;
   }
-  std::vector<UniqueFd> fds;
-  FdLease keep;
-  int single;
-  int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single, keep);
-  if (!err && fds.empty()) err = ::fsetxattr(single, name, value, size, flags) == 0 ? 0 : errno;
-  for (const UniqueFd& fd : fds) {
-    if (!err) err = ::fsetxattr(fd.get(), name, value, size, flags) == 0 ? 0 : errno;
+  XattrTargets t;
+  int err = xattr_targets(fs, fs.nodes().node(ino), true, t);
+  for (size_t i = 0; !err && i < t.fds.size(); ++i) {
+    err = ::fsetxattr(t.fds[i], name, value, size, flags) == 0 ? 0 : errno;
   }
   fuse_reply_err(req, err);
 }
 
 void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Filesystem& fs = fs_of(req);
-  std::vector<UniqueFd> fds;
-  FdLease keep;
-  int single;
-  if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single, keep)) {
+  XattrTargets t;
+  if (int err = xattr_targets(fs, fs.nodes().node(ino), false, t)) {
     fuse_reply_err(req, err);
     return;
   }
   std::vector<char> buf(size);
-  const ssize_t len = ::fgetxattr(single, name, size ? buf.data() : nullptr, size);
+  const ssize_t len = ::fgetxattr(t.fds.front(), name, size ? buf.data() : nullptr, size);
   if (len < 0) {
     fuse_reply_err(req, errno);
   } else if (size == 0) {
@@ -152,10 +152,8 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 
 void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   Filesystem& fs = fs_of(req);
-  std::vector<UniqueFd> fds;
-  FdLease keep;
-  int single;
-  if (int err = xattr_fds(fs, fs.nodes().node(ino), false, fds, single, keep)) {
+  XattrTargets t;
+  if (int err = xattr_targets(fs, fs.nodes().node(ino), false, t)) {
     if (err != ENOTSUP)
       fuse_reply_err(req, err);
     else if (size == 0)
@@ -165,7 +163,7 @@ void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     return;
   }
   std::vector<char> buf(size);
-  const ssize_t len = ::flistxattr(single, size ? buf.data() : nullptr, size);
+  const ssize_t len = ::flistxattr(t.fds.front(), size ? buf.data() : nullptr, size);
   if (len < 0) {
     fuse_reply_err(req, errno);
   } else if (size == 0) {
@@ -181,19 +179,17 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     fuse_reply_err(req, EROFS);
     return;
   }
-  std::vector<UniqueFd> fds;
-  FdLease keep;
-  int single;
-  int err = xattr_fds(fs, fs.nodes().node(ino), true, fds, single, keep);
-  if (!err && fds.empty()) err = ::fremovexattr(single, name) == 0 ? 0 : errno;
+  XattrTargets t;
+  int err = xattr_targets(fs, fs.nodes().node(ino), true, t);
+  // Removed if any branch had it; ENODATA only if none did.
   bool removed = false;
-  for (const UniqueFd& fd : fds) {
-    if (::fremovexattr(fd.get(), name) == 0)
+  for (size_t i = 0; !err && i < t.fds.size(); ++i) {
+    if (::fremovexattr(t.fds[i], name) == 0)
       removed = true;
     else if (errno != ENODATA)
       err = errno;
   }
-  if (!fds.empty() && !err && !removed) err = ENODATA;
+  if (!err && !removed) err = ENODATA;
   fuse_reply_err(req, err);
 }
 
