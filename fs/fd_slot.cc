@@ -75,6 +75,13 @@ bool FdSlot::evict() {
   return true;
 }
 
+void FdSlot::retire() {
+  lock();
+  pinned_ = false;
+  unlock();
+  evict();
+}
+
 void FdSlot::pin() {
   lock();
   pinned_ = true;

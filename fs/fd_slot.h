@@ -55,6 +55,8 @@ class FdSlot {
   bool evict();
   // Never close this descriptor again (it stays open until the slot dies).
   void pin();
+  // Its owner is gone: unpin, and close the descriptor now unless it is in use.
+  void retire();
   bool open() const;
   uint64_t last_use() const { return last_use_.load(std::memory_order_relaxed); }
 

@@ -22,6 +22,7 @@ NodeTable::NodeTable(size_t branch_count, std::span<UniqueFd> root_fds) : branch
 NodeTable::~NodeTable() {
   // The kernel connection is gone: free everything still known.
   for (Node* n : all_) delete n;
+  for (auto& [when, n] : graveyard_) delete n;
 }
 
 std::unique_ptr<Node> NodeTable::new_dir_node() {
@@ -172,10 +173,29 @@ void NodeTable::release_locked(Node* n) {
     }
     Node* parent = n->parent;
     all_.erase(n);
-    delete n;
+    bury_locked(n);
     --parent->child_refs;
     n = parent;
   }
+}
+
+void NodeTable::bury_locked(Node* n) {
+  // Nothing reaches a forgotten node by name any more: close what it holds now
+  // (a racing request keeps its lease, and the descriptor, until it is done).
+  if (n->is_dir()) {
+    for (size_t b = 0; b < branches_; ++b) n->dirs[b].slot.retire();
+  } else if (const auto f = n->backing(); f.use_count() <= 2) {  // the node's and ours
+    f->path.retire();
+    f->rw.retire();
+    f->ro.retire();
+  }
+  constexpr auto kGrace = std::chrono::seconds(5);
+  const auto now = std::chrono::steady_clock::now();
+  while (!graveyard_.empty() && now - graveyard_.front().first > kGrace) {
+    delete graveyard_.front().second;
+    graveyard_.pop_front();
+  }
+  graveyard_.emplace_back(now, n);
 }
 
 void NodeTable::forget(Node* n, uint64_t count) {

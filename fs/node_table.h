@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -196,7 +198,12 @@ class NodeTable {
   };
   std::unordered_map<InodeKey, Node*, InodeKeyHash> links_;  // nodes of multiply-linked inodes
   std::unordered_set<Node*> all_;  // every live node but the root, for teardown
-  uint64_t rename_gen_ = 1;        // bumped by every directory rename: invalidates cached paths
+  // Nodes the kernel has forgotten, freed after a grace period: a request the
+  // kernel sent before its FORGET may still be running on one (seen: a
+  // security.capability GETXATTR racing an unlink's FORGET).
+  std::deque<std::pair<std::chrono::steady_clock::time_point, Node*>> graveyard_;
+  void bury_locked(Node* n);
+  uint64_t rename_gen_ = 1;  // bumped by every directory rename: invalidates cached paths
 };
 
 }  // namespace cachefs

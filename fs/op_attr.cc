@@ -48,6 +48,7 @@ int apply(int fd, bool symlink, const struct stat& attr, int to_set) {
 // itself, or every branch of a directory (primary first; `all` false: primary
 // only). Symlinks and special files have none here (ENOTSUP).
 struct XattrTargets {
+  std::shared_ptr<FileBacking> backing;  // outlives the lease on it (declared first)
   FdLease file;
   std::vector<UniqueFd> dirs;
   std::vector<int> fds;
@@ -56,7 +57,8 @@ struct XattrTargets {
 int xattr_targets(Filesystem& fs, Node* n, bool all, XattrTargets& t) {
   if (!n->is_dir()) {
     struct stat st {};
-    const auto f = n->backing();
+    t.backing = n->backing();
+    const auto& f = t.backing;
     int err = 0;
     FdLease p = fs.path_fd(n, *f, err);
     if (!p) return err;

@@ -376,7 +376,9 @@ CachefsProcess::~CachefsProcess() {
 std::string CachefsProcess::Log() const {
   auto s = ReadFile(log_path_);
   if (!s) return "(no log)";
-  if (s->size() > 4000) return "..." + s->substr(s->size() - 4000);
+  // A sanitizer report needs all its stacks; otherwise the tail says enough.
+  const size_t keep = s->find("Sanitizer") != std::string::npos ? 200000 : 4000;
+  if (s->size() > keep) return "..." + s->substr(s->size() - keep);
   return *s;
 }
 
