@@ -28,8 +28,7 @@ std::vector<UniqueFd> open_roots(const RouteTable& routes) {
 Filesystem::Filesystem(const MountConfig& cfg)
     : cfg_(cfg),
       routes_(cfg_.routes, cfg_.policy),
-      root_fds_(open_roots(routes_)),
-      nodes_(routes_.branch_count(), root_fds_) {
+      nodes_(routes_.branch_count(), open_roots(routes_)) {
   store_fd_.reset(::open(cfg_.store_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!store_fd_) throw UsageError::make("--store '{}': {}", cfg_.store_dir, std::strerror(errno));
   struct stat st {};
@@ -86,11 +85,6 @@ class ParentRef {
   std::string name_;
   Node* p_;
 };
-
-// errno values that mean "this branch has no such entry" rather than a failure.
-bool absent_errno(int e) {
-  return e == ENOENT || e == ENOTDIR || e == ELOOP;
-}
 
 }  // namespace
 
@@ -369,10 +363,12 @@ void Filesystem::fill_entry(Node* n, const struct stat& st, fuse_entry_param& e)
   e.entry_timeout = cfg_.entry_timeout;
 }
 
-UniqueFd Filesystem::open_dir(Node* dir, BranchIndex b, int flags) {
-  FdLease fd = dir_fd(dir, b);
+UniqueFd Filesystem::open_dir(Node* dir, BranchIndex b, int& err) {
+  FdLease fd = dir_fd(dir, b, false, err);
   if (!fd) return UniqueFd();
-  return UniqueFd(::openat(fd.get(), ".", flags | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd real(::openat(fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!real) err = errno;
+  return real;
 }
 
 int Filesystem::prepare_create(Node* parent, std::string_view name, bool is_dir,

@@ -77,7 +77,14 @@ class Filesystem {
   void fill_entry(Node* n, const struct stat& st, fuse_entry_param& e) const;
 
   // A real (not O_PATH) fd on a directory in branch b, for xattrs and readdir.
-  UniqueFd open_dir(Node* dir, BranchIndex b, int flags = O_RDONLY);
+  // On failure `err` says why (absent_errno(err): the branch has no such directory).
+  UniqueFd open_dir(Node* dir, BranchIndex b, int& err);
+  UniqueFd open_dir(Node* dir, BranchIndex b) {
+    int err;
+    return open_dir(dir, b, err);
+  }
+  // errno values that mean "this branch has no such entry" rather than a failure.
+  static bool absent_errno(int e) { return e == ENOENT || e == ENOTDIR || e == ELOOP; }
 
   // Where a new entry named `name` in `parent` goes; checks the name and the mode.
   // On success `branch` and `parent_fd` (created chain) are set.
@@ -109,7 +116,6 @@ class Filesystem {
  private:
   MountConfig cfg_;
   RouteTable routes_;
-  std::vector<UniqueFd> root_fds_;  // moved into nodes_
   NodeTable nodes_;
   UniqueFd store_fd_;
   dev_t store_dev_ = 0;

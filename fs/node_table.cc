@@ -7,7 +7,8 @@ namespace cachefs {
 #include <algorithm>
 #include <vector>
 
-NodeTable::NodeTable(size_t branch_count, std::span<UniqueFd> root_fds) : branches_(branch_count) {
+NodeTable::NodeTable(size_t branch_count, std::vector<UniqueFd> root_fds)
+    : branches_(branch_count) {
   root_ = new_dir_node();
   root_->nlookup = 1;  // the kernel never forgets the root
   for (size_t b = 0; b < branches_; ++b) {
@@ -259,11 +260,6 @@ std::string NodeTable::child_path(Node* dir, std::string_view name, bool as_dir)
   p.append(base).append(name);
   if (as_dir) p.push_back('/');
   return p;
-}
-
-size_t NodeTable::size() {
-  std::lock_guard lock(mu_);
-  return all_.size() + 1;
 }
 
 }  // namespace cachefs

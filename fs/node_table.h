@@ -98,7 +98,7 @@ struct Node {
 
 class NodeTable {
  public:
-  NodeTable(size_t branch_count, std::span<UniqueFd> root_fds);
+  NodeTable(size_t branch_count, std::vector<UniqueFd> root_fds);
   ~NodeTable();
   NodeTable(const NodeTable&) = delete;
   NodeTable& operator=(const NodeTable&) = delete;
@@ -161,8 +161,6 @@ class NodeTable {
 
   // "/a/b/" for a directory ("/" for the root); "/a/b/c" or "/a/b/c/" for a child.
   std::string child_path(Node* dir, std::string_view name, bool as_dir);
-
-  size_t size();
 
  private:
   struct Key {

@@ -51,15 +51,12 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
   bool any = false;
   for (size_t b = 0; b < nb; ++b) {
     const auto bi = static_cast<BranchIndex>(b);
-    int err;
-    FdLease pathfd = fs.dir_fd(dir, bi, false, err);
-    if (!pathfd) {
-      if (err == ENOENT || err == ENOTDIR) continue;
+    int err = 0;
+    UniqueFd fd = fs.open_dir(dir, bi, err);
+    if (!fd) {
+      if (Filesystem::absent_errno(err)) continue;
       return err;  // EMFILE and friends: say so, do not show a partial listing
     }
-    UniqueFd fd(::openat(pathfd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    pathfd = FdLease();
-    if (!fd) return errno;
     DIR* dp = ::fdopendir(fd.get());
     if (dp == nullptr) continue;
     fd.release();

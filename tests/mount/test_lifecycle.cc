@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -40,6 +40,20 @@ void Exercise(const std::string& mnt, int round) {
 
 class LifecycleTest : public MountTest {
  protected:
+  // Four rounds of: use the mount, stop the daemon with `sig`, check it is gone,
+  // start it again; what the rounds wrote persists.
+  void StopsCleanlyOn(int sig) {
+    ASSERT_TRUE(StartMount(RoutedArgs()));
+    for (int round = 0; round < 4; ++round) {
+      ASSERT_NO_FATAL_FAILURE(Exercise(Mnt(), round));
+      ASSERT_TRUE(mount().Stop(sig)) << "round " << round;
+      EXPECT_FALSE(IsAnythingMounted(Mnt()));
+      if (round < 3) {
+        ASSERT_TRUE(mount().Start());
+      }
+    }
+    EXPECT_EQ(ReadFile(InBacking(0, "round3/f4")), std::string(400, 'x'));
+  }
   std::string BinDir() const {
     std::string b = kCachefsBinary;
     return b.substr(0, b.rfind('/'));
@@ -64,28 +78,11 @@ class LifecycleTest : public MountTest {
 };
 
 TEST_F(LifecycleTest, SigtermUnmountsCleanly) {
-  ASSERT_TRUE(StartMount(RoutedArgs()));
-  for (int round = 0; round < 4; ++round) {
-    ASSERT_NO_FATAL_FAILURE(Exercise(Mnt(), round));
-    ASSERT_TRUE(mount().Stop(SIGTERM)) << "round " << round;
-    EXPECT_FALSE(IsAnythingMounted(Mnt()));
-    if (round < 3) {
-      ASSERT_TRUE(mount().Start());
-    }
-  }
-  EXPECT_EQ(ReadFile(InBacking(0, "round3/f4")), std::string(400, 'x'));
+  StopsCleanlyOn(SIGTERM);
 }
 
 TEST_F(LifecycleTest, SigintUnmountsCleanly) {
-  ASSERT_TRUE(StartMount(RoutedArgs()));
-  for (int round = 0; round < 4; ++round) {
-    ASSERT_NO_FATAL_FAILURE(Exercise(Mnt(), round));
-    ASSERT_TRUE(mount().Stop(SIGINT)) << "round " << round;
-    EXPECT_FALSE(IsAnythingMounted(Mnt()));
-    if (round < 3) {
-      ASSERT_TRUE(mount().Start());
-    }
-  }
+  StopsCleanlyOn(SIGINT);
 }
 
 TEST_F(LifecycleTest, SigtermRightAfterMounting) {
@@ -143,8 +140,9 @@ TEST_F(LifecycleTest, Kill9LeavesADeadMountThatFusermountRemoves) {
 }
 
 TEST_F(LifecycleTest, DashOCarriesCachefsAndFuseOptions) {
-  ASSERT_TRUE(StartMount({"-o", "cache_directory=" + Backing(0) + ",write_mode=readonly,allow_other",
-                          "-o", "define_cache_directories=" + Backing(1) + "=\\.one$"}));
+  ASSERT_TRUE(
+      StartMount({"-o", "cache_directory=" + Backing(0) + ",write_mode=readonly,allow_other", "-o",
+                  "define_cache_directories=" + Backing(1) + "=\\.one$"}));
   std::ifstream in("/proc/self/mountinfo");
   std::string line, ours;
   while (std::getline(in, line)) {
@@ -221,13 +219,15 @@ class MountHelperTest : public LifecycleTest {
     return "";
   }
   std::string Options() const {
-    return "allow_other,pid_file=" + pid_file_ + ",define_cache_directories=" + Backing(1) + "=\\.one$";
+    return "allow_other,pid_file=" + pid_file_ + ",define_cache_directories=" + Backing(1) +
+           "=\\.one$";
   }
   std::string pid_file_ = temp_.Path("helper.pid");
 };
 
 TEST_F(MountHelperTest, MountFuse3WithTypeFuseCachefsFindsCachefsInPath) {
-  const std::string path = "PATH=" + BinDir() + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
+  const std::string path =
+      "PATH=" + BinDir() + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
   const CommandResult r = RunCommand(
       {"/sbin/mount.fuse3", Backing(0), Mnt(), "-t", "fuse.cachefs", "-o", Options()}, {path});
   ASSERT_TRUE(r.Exited0()) << r.Describe();
@@ -235,16 +235,16 @@ TEST_F(MountHelperTest, MountFuse3WithTypeFuseCachefsFindsCachefsInPath) {
 }
 
 TEST_F(MountHelperTest, MountCommandWithProgramAndSource) {
-  const CommandResult r = RunCommand(
-      {"mount", "-t", "fuse", std::string(kCachefsBinary) + "#" + Backing(0), Mnt(), "-o", Options()});
+  const CommandResult r =
+      RunCommand({"mount", "-t", "fuse", std::string(kCachefsBinary) + "#" + Backing(0), Mnt(),
+                  "-o", Options()});
   ASSERT_TRUE(r.Exited0()) << r.Describe();
   ExpectWorkingMountThenUmount();
 }
 
 TEST_F(MountHelperTest, MountCommandWithCacheDirectoryOption) {
-  const CommandResult r =
-      RunCommand({"mount", "-t", "fuse", std::string(kCachefsBinary) + "#none", Mnt(), "-o",
-                  Options() + ",cache_directory=" + Backing(0)});
+  const CommandResult r = RunCommand({"mount", "-t", "fuse", std::string(kCachefsBinary) + "#none",
+                                      Mnt(), "-o", Options() + ",cache_directory=" + Backing(0)});
   ASSERT_TRUE(r.Exited0()) << r.Describe();
   ExpectWorkingMountThenUmount();
 }
