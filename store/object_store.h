@@ -1,0 +1,133 @@
+// The object store: immutable objects named by content and by what must not be
+// merged apart, shared with the backing trees through hard links.
+//
+//   <store>/cachefs-store            marker (format version); a store has one
+//   <store>/objects/<ab>/<name>      one object; <ab> = first two hex digits
+//   <store>/tmp/<pid>-<n>            work in progress of a live process
+//   <store>/quarantine/<name>        objects `cachectl verify --repair` found damaged
+//
+// An object name is "<xxh3-128 hex>.<mode, 4 octal digits>.<uid>.<gid>": a hard
+// link shares the inode, so content, mode bits and ownership are all part of what
+// an object is. An object's inode also carries the xattr trusted.cachefs.object
+// (its name): a backing file with more than one link and that xattr is a path of
+// a deduplicated object, not a hard link a user made. Objects only ever appear
+// under their final name complete: they are linked into tmp/ and renamed into
+// place without replacing anything.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/unique_fd.h"
+#include "store/hash.h"
+
+namespace cachefs::store {
+
+inline constexpr const char* kObjectXattr = "trusted.cachefs.object";
+inline constexpr const char* kMarker = "cachefs-store";
+inline constexpr int kFormat = 1;
+
+struct ObjectKey {
+  Hash128 hash;
+  mode_t mode = 0;  // permission and set-id bits (07777)
+  uid_t uid = 0;
+  gid_t gid = 0;
+
+  static ObjectKey of(const Hash128& h, const struct stat& st) {
+    return ObjectKey{h, static_cast<mode_t>(st.st_mode & 07777), st.st_uid, st.st_gid};
+  }
+  std::string name() const;
+  std::string fanout() const { return hash.hex().substr(0, 2); }
+  static std::optional<ObjectKey> parse(std::string_view name);
+  bool operator==(const ObjectKey&) const = default;
+};
+
+// Why a file is left alone by dedup (kNone: it may be deduplicated).
+enum class Skip {
+  kNone,
+  kNotRegular,
+  kEmpty,
+  kHardLinked,   // links a user made (or an object already)
+  kSetId,        // set-user/group-id bits: never shared
+  kXattrs,       // extended attributes of its own, which objects do not carry
+  kOtherDevice,  // not on the store's filesystem
+};
+const char* to_string(Skip s);
+
+// The object name of the inode behind `fd` (any descriptor, O_PATH included) if
+// it is a store object on device `store_dev`; std::nullopt otherwise.
+std::optional<std::string> object_name(int fd, const struct stat& st, dev_t store_dev);
+
+class Store {
+ public:
+  // Opens the store at `dir`; with `create`, initialises an empty (or missing)
+  // directory. Throws UsageError for anything that is not a store of this format.
+  static std::unique_ptr<Store> open(const std::string& dir, bool create);
+
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_.get(); }
+  int objects_fd() const { return objects_.get(); }
+  dev_t dev() const { return dev_; }
+
+  // Why `fd` (stat `st`) may not be deduplicated, kNone if it may.
+  Skip skip_reason(int fd, const struct stat& st) const;
+
+  // Opens object `key` read-only; an empty fd with `err` set if it cannot.
+  UniqueFd open_object(const ObjectKey& key, int& err) const;
+
+  // What deduplicating a file takes: its key, and the object to share if one
+  // with the same key and the same bytes exists (else the file becomes it).
+  struct Plan {
+    ObjectKey key;
+    UniqueFd object;         // an identical object, read-only; empty: adopt the file
+    struct stat object_st{};  // its stat, when set
+    bool collision = false;  // an object of that key holds other bytes: leave the file
+  };
+  // Hashes `fd` (stat `st`, a regular file) and looks for its object. Returns 0 or
+  // an errno; EAGAIN when the file changed while it was read.
+  int plan(int fd, const struct stat& st, Plan& out) const;
+
+  // Makes the inode behind `fd` the object `key`: marks it, links it into place.
+  // EEXIST: another process stored that key first (plan again to share it).
+  int adopt(int fd, const ObjectKey& key) const;
+
+  // Replaces `name` in directory `dirfd`, which must still be inode (dev, ino), by
+  // the inode behind `fd` (an object, or a private copy made by private_copy), in
+  // one atomic exchange. ESTALE when the name holds something else by then (left
+  // as it was); EXDEV when the directory is not on the store's filesystem.
+  int replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) const;
+
+  // An unlinked copy of the first `len` bytes of `src` with the mode, owner and
+  // times of `st`, on the filesystem of directory `dirfd`: what a write to a
+  // shared object turns the writer's path into. Empty with `err` set on failure.
+  static UniqueFd private_copy(int dirfd, int src, const struct stat& st, uint64_t len, int& err);
+
+  // Every entry under objects/: fn(fan-out directory fd, entry name, parsed key or
+  // nullopt for a name that is not an object's).
+  void for_each_object(
+      const std::function<void(int dirfd, const char* name, const std::optional<ObjectKey>&)>& fn)
+      const;
+
+  // Moves a damaged object out of objects/ into quarantine/.
+  int quarantine(int dirfd, const char* name) const;
+
+  // Removes tmp/ entries left by processes that are gone (or older than `age`).
+  void clean_tmp(std::chrono::seconds age) const;
+
+ private:
+  Store() = default;
+  int link_tmp(int fd, std::string& tmpname) const;
+  int fanout_dir(const std::string& fan, UniqueFd& out) const;
+
+  std::string path_;
+  UniqueFd fd_, objects_, tmp_, quarantine_;
+  dev_t dev_ = 0;
+};
+
+}  // namespace cachefs::store
