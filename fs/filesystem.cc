@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "fs/dedup.h"
 
 namespace cachefs {
 namespace {
@@ -29,6 +30,8 @@ Filesystem::Filesystem(const MountConfig& cfg)
     : cfg_(cfg),
       routes_(cfg_.routes, cfg_.policy),
       nodes_(routes_.branch_count(), open_roots(routes_)) {
+  store_ = store::Store::open(cfg_.store_dir, true);
+  store_->clean_tmp(std::chrono::hours(1));
   store_fd_.reset(::open(cfg_.store_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!store_fd_) throw UsageError::make("--store '{}': {}", cfg_.store_dir, std::strerror(errno));
   struct stat st {};
@@ -51,10 +54,18 @@ Filesystem::Filesystem(const MountConfig& cfg)
     branch_dev_index_.push_back(static_cast<uint64_t>(it - devs.begin()));
   }
   single_device_ = devs.size() == 1;
+  // Dedup shares inodes, so it works where a branch and the store are one filesystem.
+  for (size_t b = 0; b < branch_count(); ++b) {
+    dedup_on_.push_back(cfg_.dedup && cfg_.write_mode == WriteMode::kPassthrough &&
+                        nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_dev_);
+  }
+  deduper_ = std::make_unique<Deduper>(*this, cfg_.dedup_delay);
   if (::access("/proc/self/fd", R_OK) != 0) {
     throw UsageError("/proc is not mounted: cachefs reopens files through /proc/self/fd");
   }
 }
+
+Filesystem::~Filesystem() = default;
 
 bool Filesystem::valid_name(std::string_view name) {
   return !name.empty() && name != "." && name != ".." && name.size() <= NAME_MAX &&
@@ -66,27 +77,6 @@ uint64_t Filesystem::shown_ino(BranchIndex b, const struct stat& st) const {
   return static_cast<uint64_t>(st.st_ino) ^ (branch_dev_index_[b] << 56);
 }
 
-namespace {
-
-// The parent of a node, referenced for as long as this object lives.
-class ParentRef {
- public:
-  ParentRef(NodeTable& t, Node* n) : t_(t), p_(t.get_parent(n, name_)) {}
-  ~ParentRef() {
-    if (p_ != nullptr) t_.put_parent(p_);
-  }
-  ParentRef(const ParentRef&) = delete;
-  ParentRef& operator=(const ParentRef&) = delete;
-  Node* get() const { return p_; }
-  const std::string& name() const { return name_; }
-
- private:
-  NodeTable& t_;
-  std::string name_;
-  Node* p_;
-};
-
-}  // namespace
 
 FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
   BranchDir& bd = dir->dirs[b];
@@ -157,6 +147,10 @@ FdLease Filesystem::io_fd(Node* n, FileBacking& f, bool write, int& err) {
     err = EROFS;
     return {};
   }
+  if (write && f.object) {
+    err = EIO;  // a shared object is never written: writers go through begin_write
+    return {};
+  }
   if (FdLease l = f.rw.lease()) return l;
   if (!write) {
     if (FdLease l = f.ro.lease()) return l;
@@ -170,7 +164,7 @@ FdLease Filesystem::io_fd(Node* n, FileBacking& f, bool write, int& err) {
   // one descriptor serves both; read-only when the inode refuses (busy text file,
   // read-only backing filesystem).
   FdLease l;
-  if (!read_only()) {
+  if (!read_only() && !f.object) {
     UniqueFd fd(::open(proc, O_RDWR | O_CLOEXEC));
     if (fd)
       l = f.rw.install(std::move(fd));
@@ -261,9 +255,29 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
   Node* n;
   struct stat st {};
   if (p.res.kind == Resolution::kFile) {
-    st = p.found[p.res.branch].st;
-    n = nodes_.intern_file(parent, name, std::make_shared<FileBacking>(p.res.branch, st),
-                           st.st_nlink);
+    const BranchIndex b = p.res.branch;
+    st = p.found[b].st;
+    // Several links on the store's filesystem: a path of a shared object (its own
+    // file to the user), or a hard link a user made (one node for all its names).
+    bool object = false;
+    UniqueFd path;
+    if (S_ISREG(st.st_mode) && st.st_nlink > 1 && st.st_dev == store_->dev()) {
+      int err = 0;
+      FdLease pfd = dir_fd(parent, b, false, err);
+      if (pfd) path.reset(::openat(pfd.get(), std::string(name).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+      struct stat now {};
+      if (path && ::fstat(path.get(), &now) == 0 && now.st_ino == st.st_ino) {
+        object = store::object_name(path.get(), now, store_->dev()).has_value();
+      } else {
+        path.reset();
+      }
+    }
+    auto backing = std::make_shared<FileBacking>(b, st, object);
+    if (path) backing->path.install(std::move(path));
+    n = nodes_.intern_file(parent, name, std::move(backing), object ? 1 : st.st_nlink);
+    if (object && n->fixed_ino.load(std::memory_order_relaxed) == 0) {
+      n->fixed_ino.store(object_path_ino(parent, b, name, st), std::memory_order_relaxed);
+    }
   } else {
     // Primary: the first candidate holding the directory, else the first branch.
     Candidates c;
@@ -317,7 +331,9 @@ int Filesystem::getattr(Node* n, struct stat& st) {
         if (::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
       }
     }
-    st.st_ino = shown_ino(f->branch, st);
+    if (f->object) st.st_nlink = 1;  // the other links are other paths' business
+    const uint64_t fixed = n->fixed_ino.load(std::memory_order_relaxed);
+    st.st_ino = fixed != 0 ? fixed : shown_ino(f->branch, st);
     return 0;
   }
   // A union directory shows its primary branch's attributes, with the newest

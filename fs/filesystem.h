@@ -8,7 +8,9 @@
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,13 +19,39 @@
 #include "fs/mount_config.h"
 #include "fs/node_table.h"
 #include "fs/route_table.h"
+#include "store/object_store.h"
 
 namespace cachefs {
+
+class Deduper;
+
+// What a mount has done since it started (cachectl stats --mount).
+struct Counters {
+  std::atomic<uint64_t> bytes_read{0};
+  std::atomic<uint64_t> bytes_written{0};
+  std::atomic<uint64_t> dedup_linked{0};      // files that now share an existing object
+  std::atomic<uint64_t> dedup_adopted{0};     // files that became a new object
+  std::atomic<uint64_t> dedup_bytes_saved{0};  // bytes of files linked to an existing object
+  std::atomic<uint64_t> dedup_skipped{0};     // files dedup leaves alone (hard links, xattrs, ...)
+  std::atomic<uint64_t> dedup_collisions{0};  // same hash, other bytes: kept apart
+  std::atomic<uint64_t> dedup_retries{0};     // changed while hashed: tried again later
+  std::atomic<uint64_t> cow_breaks{0};        // shared files given a private copy on change
+  std::atomic<uint64_t> cow_bytes{0};
+};
+
+// Write access to a non-directory (Filesystem::begin_write): its backing is
+// private (never a shared object) and stays so while this is held.
+struct WriteAccess {
+  std::shared_lock<std::shared_mutex> lock;  // released last
+  std::shared_ptr<FileBacking> backing;
+  FdLease fd;  // read-write descriptor, when asked for
+};
 
 class Filesystem {
  public:
   // Opens every backing directory and the store. Throws UsageError.
   explicit Filesystem(const MountConfig& cfg);
+  ~Filesystem();
 
   const MountConfig& config() const { return cfg_; }
   const RouteTable& routes() const { return routes_; }
@@ -97,11 +125,34 @@ class Filesystem {
   // Gives the entry behind `fd` (stat `st`, updated) to the requesting user.
   void chown_to_caller(fuse_req_t req, int fd, struct stat& st);
 
+  // ---- dedup (dedup.cc) ----
+
+  // Makes `n`'s backing private — a shared object is first replaced, for this path
+  // only, by a copy of its first `keep` bytes — and holds it so until `w` goes.
+  // With `need_fd`, w.fd is a read-write descriptor on it. Returns 0 or an errno.
+  int begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep = UINT64_MAX);
+  // A change was made to `n` through the mount (call while holding its
+  // WriteAccess): dedup looks at it again once it has stayed unchanged a while.
+  void written(Node* n);
+  // One dedup attempt on `n`; false: try again later (it changed meanwhile).
+  bool dedup_one(Node* n);
+  bool dedup_on(BranchIndex b) const { return dedup_on_[b]; }
+  void start_dedup();
+  void stop_dedup();  // finishes what is queued, then stops
+  const store::Store& store() const { return *store_; }
+  Counters counters;
+  // The live counters and settings as one JSON object.
+  std::string stats_json();
+
   // A change was made inside `dir` through the mount: its listing is out of date.
   static void changed(Node* dir) { dir->change_gen.fetch_add(1, std::memory_order_relaxed); }
 
   // The inode number shown for a backing inode in branch b.
   uint64_t shown_ino(BranchIndex b, const struct stat& st) const;
+  // The inode number shown for a path of a shared object: its own, stable across
+  // lookups and restarts, never a real inode's.
+  uint64_t object_path_ino(Node* parent, BranchIndex b, std::string_view name,
+                           const struct stat& st) const;
   bool is_store(const struct stat& st) const {
     return st.st_dev == store_dev_ && st.st_ino == store_ino_;
   }
@@ -123,6 +174,16 @@ class Filesystem {
   bool single_device_ = true;
   std::vector<uint64_t> branch_dev_index_;
   std::mutex evict_mu_;
+  std::unique_ptr<store::Store> store_;
+  std::vector<bool> dedup_on_;  // per branch: on the store's filesystem, passthrough, --dedup on
+  std::unique_ptr<Deduper> deduper_;
+  // Writers hold a node's stripe shared; swapping its backing takes it exclusive.
+  static constexpr size_t kIoStripes = 64;
+  std::shared_mutex io_mu_[kIoStripes];
+  std::shared_mutex& io_mutex(const Node* n) {
+    return io_mu_[(reinterpret_cast<uintptr_t>(n) >> 6) % kIoStripes];
+  }
+  int break_shared(Node* n, uint64_t keep);
 };
 
 // fuse_req_userdata, typed.

@@ -22,7 +22,7 @@ namespace {
 
 // cachefs settings that -o accepts as key=value; each is the flag of the same name
 // with '_' for '-'. Boolean ones take no value.
-constexpr std::array<std::string_view, 14> kValueKeys = {"cache_directory",
+constexpr std::array<std::string_view, 16> kValueKeys = {"cache_directory",
                                                          "define_cache_directories",
                                                          "config",
                                                          "resolution_policy",
@@ -35,7 +35,9 @@ constexpr std::array<std::string_view, 14> kValueKeys = {"cache_directory",
                                                          "negative_timeout",
                                                          "source",
                                                          "pid_file",
-                                                         "max_open_files"};
+                                                         "max_open_files",
+                                                         "dedup",
+                                                         "dedup_delay"};
 constexpr std::array<std::string_view, 1> kBoolKeys = {"no_writeback_cache"};
 
 // Mount options libfuse hands to the kernel (or handles itself).
@@ -266,6 +268,13 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
                  "descriptors the daemon keeps open (default: 70% of its limit)")
       ->multi_option_policy(last)
       ->check(CLI::Range(16u, 1u << 24));
+  std::string dedup;
+  app.add_option("--dedup", dedup, "on (default) or off: share identical files through the store")
+      ->multi_option_policy(last);
+  app.add_option("--dedup-delay", out.dedup_delay,
+                 "seconds a file must go unchanged before it is deduplicated (default 1)")
+      ->multi_option_policy(last)
+      ->check(CLI::Range(0.0, 86400.0));
   bool no_writeback = false;
   app.add_flag("--no-writeback-cache", no_writeback, "write through instead of kernel write-back");
   app.add_flag("-f,--foreground", out.foreground, "stay in the foreground");
@@ -361,6 +370,11 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
     throw UsageError::make("--write-mode: unknown mode '{}' (use passthrough or readonly)", wm);
   }
   out.store_dir = !store.empty() ? store : file.store;
+  if (dedup == "off") {
+    out.dedup = false;
+  } else if (!dedup.empty() && dedup != "on") {
+    throw UsageError::make("--dedup: '{}' is neither on nor off", dedup);
+  }
 
   // Surface regex and default-directory errors now, before any directory is touched.
   RouteTable check(out.routes, out.policy);

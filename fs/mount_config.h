@@ -36,6 +36,8 @@ struct MountConfig {
   bool writeback_cache = true;
   std::string pid_file;         // written once mounted (and daemonized)
   unsigned max_open_files = 0;  // descriptors kept open; 0: 70% of RLIMIT_NOFILE
+  bool dedup = true;            // passthrough mode: share identical files written
+  double dedup_delay = 1.0;     // seconds a file must stay unchanged first
 };
 
 using GetEnv = std::function<const char*(const char*)>;

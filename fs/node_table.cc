@@ -103,6 +103,11 @@ Node* NodeTable::find(Node* parent, std::string_view name) {
   return it->second;
 }
 
+void NodeTable::ref(Node* n) {
+  std::lock_guard lock(mu_);
+  ++n->nlookup;
+}
+
 void NodeTable::evict_idle(int64_t target) {
   std::lock_guard lock(mu_);  // no node is freed meanwhile
   std::vector<std::pair<uint64_t, FdSlot*>> idle;

@@ -51,11 +51,15 @@ struct BranchDir {
 // reopenable (path by name from the parent directory, checked against dev/ino;
 // data through /proc/self/fd from path).
 struct FileBacking {
-  FileBacking(BranchIndex b, const struct stat& st) : branch(b), dev(st.st_dev), ino(st.st_ino) {}
+  FileBacking(BranchIndex b, const struct stat& st, bool is_object = false)
+      : branch(b), dev(st.st_dev), ino(st.st_ino), object(is_object) {}
 
   const BranchIndex branch;
   const dev_t dev;
   const ino_t ino;
+  // A store object shared with other paths: never written; the first change made
+  // through this path swaps in a private copy (Filesystem::begin_write).
+  const bool object;
   FdSlot path;  // O_PATH|O_NOFOLLOW
   FdSlot rw;    // O_RDWR
   FdSlot ro;    // O_RDONLY, when the inode refuses O_RDWR
@@ -78,6 +82,13 @@ struct Node {
   uint64_t cached_gen = 0;
 
   // ---- non-directories ----
+  // Bumped by every change to the file's data or attributes made through the mount;
+  // dedup commits only if it has not moved since the file was hashed.
+  std::atomic<uint64_t> write_gen{0};
+  std::atomic<bool> dedup_queued{false};
+  // The inode number shown, once the backing inode's own cannot be (a path of a
+  // shared object; a file that became one): 0 until then.
+  std::atomic<uint64_t> fixed_ino{0};
   std::shared_ptr<FileBacking> backing() const { return file.load(std::memory_order_acquire); }
   void set_backing(std::shared_ptr<FileBacking> b) {
     file.store(std::move(b), std::memory_order_release);
@@ -141,6 +152,8 @@ class NodeTable {
 
   // The node at (parent, name), counting one lookup (drop it with forget), or null.
   Node* find(Node* parent, std::string_view name);
+  // Counts one lookup on a node already held (drop it with forget).
+  void ref(Node* n);
 
   // Closes idle, unpinned descriptors, least recently used first, until at most
   // `target` are open.
@@ -202,6 +215,25 @@ class NodeTable {
   std::deque<std::pair<std::chrono::steady_clock::time_point, Node*>> graveyard_;
   void bury_locked(Node* n);
   uint64_t rename_gen_ = 1;  // bumped by every directory rename: invalidates cached paths
+};
+
+// The parent of a node and the node's name, with a reference held on the parent
+// for as long as this object lives (a concurrent rename cannot free it).
+class ParentRef {
+ public:
+  ParentRef(NodeTable& t, Node* n) : t_(t), p_(t.get_parent(n, name_)) {}
+  ~ParentRef() {
+    if (p_ != nullptr) t_.put_parent(p_);
+  }
+  ParentRef(const ParentRef&) = delete;
+  ParentRef& operator=(const ParentRef&) = delete;
+  Node* get() const { return p_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  NodeTable& t_;
+  std::string name_;
+  Node* p_;
 };
 
 }  // namespace cachefs

@@ -4,6 +4,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "fs/filesystem.h"
@@ -11,6 +13,14 @@
 
 namespace cachefs::ops {
 namespace {
+
+// Names the daemon keeps for itself: the object mark on shared inodes, and the
+// live statistics read from the mount's root (cachectl stats --mount).
+constexpr std::string_view kReservedPrefix = "trusted.cachefs.";
+constexpr const char* kStatsXattr = "trusted.cachefs.stats";
+bool reserved(const char* name) {
+  return std::string_view(name).starts_with(kReservedPrefix);
+}
 
 std::string proc_path(int fd) {
   return "/proc/self/fd/" + std::to_string(fd);
@@ -54,10 +64,16 @@ struct XattrTargets {
   std::vector<int> fds;
 };
 
-int xattr_targets(Filesystem& fs, Node* n, bool all, XattrTargets& t) {
+int xattr_targets(Filesystem& fs, Node* n, bool all, XattrTargets& t,
+                  WriteAccess* write = nullptr) {
   if (!n->is_dir()) {
     struct stat st {};
-    t.backing = n->backing();
+    if (write != nullptr) {
+      if (int err = fs.begin_write(n, *write, false)) return err;
+      t.backing = write->backing;
+    } else {
+      t.backing = n->backing();
+    }
     const auto& f = t.backing;
     int err = 0;
     FdLease p = fs.path_fd(n, *f, err);
@@ -98,8 +114,13 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
     }
   } else {
     struct stat st {};
-    const auto f = n->backing();
-    FdLease p = fs.path_fd(n, *f, err);
+    WriteAccess w;
+    // A truncation keeps only what survives it when a shared file is copied.
+    err = fs.begin_write(n, w, false,
+                         (to_set & FUSE_SET_ATTR_SIZE) ? static_cast<uint64_t>(attr->st_size)
+                                                       : UINT64_MAX);
+    const auto f = w.backing;
+    FdLease p = err ? FdLease() : fs.path_fd(n, *f, err);
     if (p && ::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
     if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
       if (!S_ISREG(st.st_mode)) {
@@ -109,6 +130,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
       }
     }
     if (!err) err = apply(p.get(), S_ISLNK(st.st_mode), *attr, to_set);
+    fs.written(n);
   }
   struct stat out {};
   if (!err) err = fs.getattr(n, out);
@@ -126,16 +148,37 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
     fuse_reply_err(req, EROFS);
     return;
   }
+  if (reserved(name)) {
+    fuse_reply_err(req, EPERM);
+    return;
+  }
+  Node* n = fs.nodes().node(ino);
+  WriteAccess w;
   XattrTargets t;
-  int err = xattr_targets(fs, fs.nodes().node(ino), true, t);
+  int err = xattr_targets(fs, n, true, t, &w);
   for (size_t i = 0; !err && i < t.fds.size(); ++i) {
     err = ::fsetxattr(t.fds[i], name, value, size, flags) == 0 ? 0 : errno;
   }
+  if (!n->is_dir()) fs.written(n);
   fuse_reply_err(req, err);
 }
 
 void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Filesystem& fs = fs_of(req);
+  if (reserved(name)) {
+    if (ino != FUSE_ROOT_ID || std::strcmp(name, kStatsXattr) != 0) {
+      fuse_reply_err(req, ENODATA);
+      return;
+    }
+    const std::string json = fs.stats_json();
+    if (size == 0)
+      fuse_reply_xattr(req, json.size());
+    else if (size < json.size())
+      fuse_reply_err(req, ERANGE);
+    else
+      fuse_reply_buf(req, json.data(), json.size());
+    return;
+  }
   XattrTargets t;
   if (int err = xattr_targets(fs, fs.nodes().node(ino), false, t)) {
     fuse_reply_err(req, err);
@@ -164,15 +207,31 @@ void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
       fuse_reply_buf(req, nullptr, 0);
     return;
   }
-  std::vector<char> buf(size);
-  const ssize_t len = ::flistxattr(t.fds.front(), size ? buf.data() : nullptr, size);
+  // The full list, less the daemon's own names; sized by what is left.
+  std::vector<char> buf(4096);
+  ssize_t len;
+  while ((len = ::flistxattr(t.fds.front(), buf.data(), buf.size())) < 0 && errno == ERANGE) {
+    const ssize_t need = ::flistxattr(t.fds.front(), nullptr, 0);
+    if (need < 0) break;
+    buf.resize(static_cast<size_t>(need) + 256);
+  }
   if (len < 0) {
     fuse_reply_err(req, errno);
-  } else if (size == 0) {
-    fuse_reply_xattr(req, static_cast<size_t>(len));
-  } else {
-    fuse_reply_buf(req, buf.data(), static_cast<size_t>(len));
+    return;
   }
+  std::string shown;
+  for (ssize_t i = 0; i < len;) {
+    const char* item = buf.data() + i;
+    const size_t l = std::strlen(item);
+    if (!reserved(item)) shown.append(item, l + 1);
+    i += static_cast<ssize_t>(l) + 1;
+  }
+  if (size == 0)
+    fuse_reply_xattr(req, shown.size());
+  else if (size < shown.size())
+    fuse_reply_err(req, ERANGE);
+  else
+    fuse_reply_buf(req, shown.data(), shown.size());
 }
 
 void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
@@ -181,8 +240,15 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     fuse_reply_err(req, EROFS);
     return;
   }
+  if (reserved(name)) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
+  Node* n = fs.nodes().node(ino);
+  WriteAccess w;
   XattrTargets t;
-  int err = xattr_targets(fs, fs.nodes().node(ino), true, t);
+  int err = xattr_targets(fs, n, true, t, &w);
+  if (!n->is_dir()) fs.written(n);
   // Removed if any branch had it; ENODATA only if none did.
   bool removed = false;
   for (size_t i = 0; !err && i < t.fds.size(); ++i) {

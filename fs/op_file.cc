@@ -19,7 +19,23 @@ struct Data {
   explicit operator bool() const { return bool(fd); }
 };
 
-Data data_fd(fuse_req_t req, fuse_ino_t ino, bool write) {
+// Write access to a non-directory (a shared object's path gets its private copy
+// first); false, and the request answered, on failure.
+bool write_access(fuse_req_t req, fuse_ino_t ino, WriteAccess& w) {
+  Filesystem& fs = fs_of(req);
+  Node* n = fs.nodes().node(ino);
+  if (n->is_dir()) {
+    fuse_reply_err(req, EISDIR);
+    return false;
+  }
+  if (int err = fs.begin_write(n, w, true)) {
+    fuse_reply_err(req, err);
+    return false;
+  }
+  return true;
+}
+
+Data data_fd(fuse_req_t req, fuse_ino_t ino) {
   Filesystem& fs = fs_of(req);
   Node* n = fs.nodes().node(ino);
   if (n->is_dir()) {
@@ -28,7 +44,7 @@ Data data_fd(fuse_req_t req, fuse_ino_t ino, bool write) {
   }
   Data d{n->backing(), {}};
   int err = 0;
-  d.fd = fs.io_fd(n, *d.backing, write, err);
+  d.fd = fs.io_fd(n, *d.backing, false, err);
   if (!d.fd) fuse_reply_err(req, err);
   return d;
 }
@@ -41,7 +57,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, ENOSYS);
     return;
   }
-  const Data d = data_fd(req, ino, (fi->flags & O_ACCMODE) != O_RDONLY);
+  const Data d = data_fd(req, ino);
   if (!d) return;
   fi->fh = 0;
   fi->keep_cache = 1;
@@ -77,29 +93,33 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
 }
 
 void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  const Data d = data_fd(req, ino, false);
+  const Data d = data_fd(req, ino);
   if (!d) return;
   const int fd = d.fd.get();
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   buf.buf[0].fd = fd;
   buf.buf[0].pos = off;
+  fs_of(req).counters.bytes_read.fetch_add(size, std::memory_order_relaxed);
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
 void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
-  const Data d = data_fd(req, ino, true);
-  if (!d) return;
-  const int fd = d.fd.get();
+  WriteAccess w;
+  if (!write_access(req, ino, w)) return;
+  Filesystem& fs = fs_of(req);
+  const int fd = w.fd.get();
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = fd;
   out.buf[0].pos = off;
   const ssize_t res = fuse_buf_copy(&out, in, fuse_buf_copy_flags{});
+  fs.written(fs.nodes().node(ino));
   if (res < 0) {
     fuse_reply_err(req, static_cast<int>(-res));
     return;
   }
+  fs.counters.bytes_written.fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
   if ((fi->flags & O_DSYNC) && ::fdatasync(fd) != 0) {
     fuse_reply_err(req, errno);
     return;
@@ -108,9 +128,13 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
 }
 
 void flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  // Writes reach the backing file synchronously; nothing to do at close. ENOSYS
-  // tells the kernel to stop sending FLUSH (it still writes back dirty pages first).
-  fuse_reply_err(req, ENOSYS);
+  // Writes reach the backing file synchronously, and the kernel has written back
+  // the file's dirty pages before it sends this; nothing is left to do. It must
+  // still be answered, never declined with ENOSYS: once FLUSH is declined, a
+  // close() whose write-back failed because the daemon died returns 0 (seen on
+  // 6.18) and a build believes data is on disk that never reached it. A FLUSH
+  // that cannot be delivered makes close() fail instead.
+  fuse_reply_err(req, 0);
 }
 
 void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
@@ -118,7 +142,7 @@ void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 }
 
 void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
-  const Data d = data_fd(req, ino, false);
+  const Data d = data_fd(req, ino);
   if (!d) return;
   const int fd = d.fd.get();
   fuse_reply_err(req, (datasync ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno);
@@ -126,14 +150,15 @@ void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
 
 void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                fuse_file_info*) {
-  const Data d = data_fd(req, ino, true);
-  if (!d) return;
-  const int fd = d.fd.get();
-  fuse_reply_err(req, ::fallocate(fd, mode, offset, length) == 0 ? 0 : errno);
+  WriteAccess w;
+  if (!write_access(req, ino, w)) return;
+  const int err = ::fallocate(w.fd.get(), mode, offset, length) == 0 ? 0 : errno;
+  fs_of(req).written(fs_of(req).nodes().node(ino));
+  fuse_reply_err(req, err);
 }
 
 void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
-  const Data d = data_fd(req, ino, false);
+  const Data d = data_fd(req, ino);
   if (!d) return;
   const int fd = d.fd.get();
   // Only SEEK_DATA/SEEK_HOLE reach us; the shared offset is never used for I/O.
@@ -147,12 +172,13 @@ void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
 
 void copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*,
                      fuse_ino_t ino_out, off_t off_out, fuse_file_info*, size_t len, int flags) {
-  const Data in = data_fd(req, ino_in, false);
+  const Data in = data_fd(req, ino_in);
   if (!in) return;
-  const Data out = data_fd(req, ino_out, true);
-  if (!out) return;
+  WriteAccess out;
+  if (!write_access(req, ino_out, out)) return;
   const ssize_t res = ::copy_file_range(in.fd.get(), &off_in, out.fd.get(), &off_out, len,
                                         static_cast<unsigned>(flags));
+  fs_of(req).written(fs_of(req).nodes().node(ino_out));
   if (res < 0) {
     fuse_reply_err(req, errno);
     return;

@@ -85,12 +85,19 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* 
     fuse_reply_err(req, EINVAL);
     return;
   }
-  const auto f = n->backing();
+  // A link the user makes shares writes between its names, which a path of a
+  // shared object must not: it gets its private copy first.
+  WriteAccess w;
+  int err = fs.begin_write(n, w, false);
+  if (err) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  const auto f = w.backing;
   if (!may_live_in(fs, fs.nodes().child_path(newparent, newname, false), f->branch)) {
     fuse_reply_err(req, EXDEV);
     return;
   }
-  int err = 0;
   FdLease src = fs.path_fd(n, *f, err);
   FdLease pfd = src ? fs.dir_fd(newparent, f->branch, true, err) : FdLease();
   if (!pfd) {

@@ -174,6 +174,7 @@ int run_mount(const MountConfig& cfg) {
   if (!cfg.pid_file.empty()) {
     std::ofstream(cfg.pid_file) << ::getpid() << "\n";
   }
+  fs.start_dedup();  // after fuse_daemonize: threads do not survive its fork
 
   fuse_loop_config* loop = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(loop, 1);
@@ -182,8 +183,14 @@ int run_mount(const MountConfig& cfg) {
   fuse_loop_cfg_set_idle_threads(loop, threads);
   const int rc = fuse_session_loop_mt(se, loop);
   fuse_loop_cfg_destroy(loop);
-  if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
   spdlog::info("unmounting {}", cfg.mountpoint);
+  fuse_session_unmount(se);
+  guard.mounted = false;
+  // The mount is gone; files still waiting for dedup are done now (the backing
+  // trees are plain directories, nothing needs the kernel).
+  fs.stop_dedup();
+  spdlog::info("stats: {}", fs.stats_json());
+  if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
   return rc < 0 ? 1 : 0;
 }
 

@@ -173,3 +173,28 @@ TEST_F(CachefsCli, BadLogLevel) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CachefsCli, DedupTakesOnOrOff) {
+  expect_error({"--cache-directory", cache(), "--dedup", "maybe", mnt()}, "--dedup: 'maybe'");
+}
+TEST_F(CachefsCli, DedupDelayMustBeANonNegativeNumber) {
+  expect_error({"--cache-directory", cache(), "--dedup-delay", "-1", mnt()}, "--dedup-delay");
+  expect_error({"--cache-directory", cache(), "--dedup-delay", "soon", mnt()}, "--dedup-delay");
+}
+TEST_F(CachefsCli, StoreThatIsNotAStoreIsRefusedAndLeftAlone) {
+  fs::create_directories(dir_ + "/notstore");
+  std::ofstream(dir_ + "/notstore/precious") << "keep me";
+  expect_error({"--cache-directory", cache(), "--store", dir_ + "/notstore", mnt()},
+               "is not a cachefs store");
+  EXPECT_TRUE(fs::exists(dir_ + "/notstore/precious"));
+  EXPECT_FALSE(fs::exists(dir_ + "/notstore/objects"));
+}
+TEST_F(CachefsCli, StoreOfAnotherFormatIsRefused) {
+  fs::create_directories(dir_ + "/store");
+  std::ofstream(dir_ + "/store/cachefs-store") << "cachefs object store\nformat 7\n";
+  expect_error({"--cache-directory", cache(), "--store", dir_ + "/store", mnt()}, "format 7");
+}
+
+}  // namespace

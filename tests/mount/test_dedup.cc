@@ -1,0 +1,404 @@
+// Dedup through a real mount: what builds write becomes shared objects in the
+// store, and sharing is invisible — a change through one path never shows
+// through another, stat shows each path as its own file, and it all survives a
+// restart. The daemon runs with --dedup-delay 0 so files are taken as soon as
+// they are quiet; tests wait for the backing inodes to become one.
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "mount_fixture.h"
+#include "store/object_store.h"
+
+namespace cachefs_test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string Bytes(size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+  for (char& c : s) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  return s;
+}
+
+struct stat Lstat(const std::string& p) {
+  struct stat st {};
+  ::lstat(p.c_str(), &st);
+  return st;
+}
+
+class DedupTest : public MountTest {
+ protected:
+  std::vector<std::string> Args(std::vector<std::string> base) const {
+    base.insert(base.end(), {"--dedup-delay", "0"});
+    return base;
+  }
+  // Waits until the backing paths share one inode; false after 10 s.
+  static bool WaitShared(const std::vector<std::string>& paths) {
+    for (int i = 0; i < 1000; ++i) {
+      bool same = true;
+      const struct stat first = Lstat(paths[0]);
+      for (const auto& p : paths) same = same && Lstat(p).st_ino == first.st_ino;
+      if (same && first.st_nlink > paths.size()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  // Waits until the daemon has nothing queued: its counters stop moving.
+  std::string Stats() const {
+    char buf[4096];
+    const ssize_t n = ::getxattr(Mnt().c_str(), "trusted.cachefs.stats", buf, sizeof buf);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+  static uint64_t Counter(const std::string& json, const std::string& name) {
+    const size_t at = json.find("\"" + name + "\":");
+    if (at == std::string::npos) return UINT64_MAX;
+    return std::strtoull(json.c_str() + at + name.size() + 3, nullptr, 10);
+  }
+  void Settle() const {
+    std::string last;
+    for (int i = 0; i < 100; ++i) {
+      std::this_thread::sleep_for(50ms);
+      const std::string now = Stats();
+      if (now == last) return;
+      last = now;
+    }
+  }
+};
+
+TEST_F(DedupTest, IdenticalFilesShareOneObjectAndStillLookApart) {
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  const std::string data = Bytes(200'000, 1);
+  ASSERT_SYS_OK(::mkdir(Mnt("sub").c_str(), 0755));
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  ASSERT_TRUE(WriteFile(Mnt("sub/b"), data));
+  ASSERT_TRUE(WriteFile(Mnt("c"), Bytes(200'000, 2)));
+  ASSERT_TRUE(WaitShared({InBacking(0, "a"), InBacking(0, "sub/b")}));
+  EXPECT_EQ(Lstat(InBacking(0, "a")).st_nlink, 3u);  // a, sub/b, the object
+  EXPECT_NE(Lstat(InBacking(0, "c")).st_ino, Lstat(InBacking(0, "a")).st_ino);
+  EXPECT_EQ(ReadFile(Mnt("sub/b")), data);
+  // Each path is its own file to the user.
+  const struct stat a = Lstat(Mnt("a")), b = Lstat(Mnt("sub/b"));
+  EXPECT_NE(a.st_ino, b.st_ino);
+  EXPECT_EQ(a.st_nlink, 1u);
+  EXPECT_EQ(b.st_nlink, 1u);
+  EXPECT_EQ(a.st_size, 200'000);
+  const std::string stats = Stats();
+  EXPECT_GE(Counter(stats, "dedup_linked"), 1u) << stats;
+  EXPECT_GE(Counter(stats, "dedup_bytes_saved"), 200'000u) << stats;
+  // The object's mark is the daemon's: not listed, not readable, not settable.
+  char list[1024];
+  const ssize_t n = ::listxattr(Mnt("a").c_str(), list, sizeof list);
+  EXPECT_EQ(std::string(list, static_cast<size_t>(std::max<ssize_t>(n, 0))).find("cachefs"),
+            std::string::npos);
+  EXPECT_ERRNO(ENODATA, ::getxattr(Mnt("a").c_str(), "trusted.cachefs.object", list, sizeof list));
+  EXPECT_ERRNO(EPERM, ::setxattr(Mnt("a").c_str(), "trusted.cachefs.object", "x", 1, 0));
+}
+
+TEST_F(DedupTest, AcrossRoutesOnOneFilesystem) {
+  ASSERT_TRUE(StartMount(Args(RoutedArgs())));
+  const std::string data = Bytes(50'000, 3);
+  ASSERT_TRUE(WriteFile(Mnt("x.one"), data));
+  ASSERT_TRUE(WriteFile(Mnt("y.two"), data));
+  ASSERT_TRUE(WriteFile(Mnt("z"), data));
+  EXPECT_TRUE(WaitShared({InBacking(1, "x.one"), InBacking(2, "y.two"), InBacking(0, "z")}));
+  EXPECT_EQ(ReadFile(Mnt("y.two")), data);
+}
+
+TEST_F(DedupTest, ModeAndOwnerKeepFilesApart) {
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  const std::string data = Bytes(10'000, 4);
+  ASSERT_TRUE(WriteFile(Mnt("plain"), data, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  ASSERT_TRUE(WriteFile(Mnt("plain2"), data, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  ASSERT_TRUE(WriteFile(Mnt("exec"), data, O_WRONLY | O_CREAT | O_TRUNC, 0755));
+  ASSERT_TRUE(WriteFile(Mnt("owned"), data));
+  ASSERT_SYS_OK(::chown(Mnt("owned").c_str(), 1234, 1234));
+  ASSERT_TRUE(WaitShared({InBacking(0, "plain"), InBacking(0, "plain2")}));
+  Settle();
+  const ino_t plain = Lstat(InBacking(0, "plain")).st_ino;
+  EXPECT_NE(Lstat(InBacking(0, "exec")).st_ino, plain);
+  EXPECT_NE(Lstat(InBacking(0, "owned")).st_ino, plain);
+  EXPECT_EQ(Lstat(Mnt("exec")).st_mode & 07777, 0755u);
+  EXPECT_EQ(Lstat(Mnt("owned")).st_uid, 1234u);
+}
+
+TEST_F(DedupTest, OtherFilesystemWorksWithDedupOff) {
+  // b1 on a tmpfs of its own: not the store's filesystem.
+  ASSERT_SYS_OK(::mount("tmpfs", Backing(1).c_str(), "tmpfs", 0, "size=16m"));
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } guard{Backing(1)};
+  ASSERT_TRUE(StartMount(Args(RoutedArgs())));
+  const std::string data = Bytes(30'000, 5);
+  ASSERT_TRUE(WriteFile(Mnt("x.one"), data));
+  ASSERT_TRUE(WriteFile(Mnt("y.one"), data));
+  ASSERT_TRUE(WriteFile(Mnt("z"), data));
+  ASSERT_TRUE(WriteFile(Mnt("w"), data));
+  ASSERT_TRUE(WaitShared({InBacking(0, "z"), InBacking(0, "w")}));
+  Settle();
+  EXPECT_NE(Lstat(InBacking(1, "x.one")).st_ino, Lstat(InBacking(1, "y.one")).st_ino);
+  EXPECT_EQ(Lstat(InBacking(1, "x.one")).st_nlink, 1u);
+  EXPECT_EQ(ReadFile(Mnt("y.one")), data);
+  const std::string stats = Stats();
+  EXPECT_NE(stats.find("\"dedup\":false,\"dedup_off_reason\":\"other filesystem than the store\""),
+            std::string::npos)
+      << stats;
+  ASSERT_TRUE(mount().Stop());
+}
+
+TEST_F(DedupTest, AHashCollisionNeverMergesDifferentBytes) {
+  // Every same-size content hashes alike in the daemon started now.
+  ::setenv("CACHEFS_TEST_HASH_COLLIDE", "1", 1);
+  const auto started = StartMount(Args(SingleArgs()));
+  ::unsetenv("CACHEFS_TEST_HASH_COLLIDE");
+  ASSERT_TRUE(started);
+  const std::string one = Bytes(4096, 6), two = Bytes(4096, 7);
+  ASSERT_TRUE(WriteFile(Mnt("one"), one));
+  ASSERT_TRUE(WriteFile(Mnt("one-again"), one));
+  ASSERT_TRUE(WaitShared({InBacking(0, "one"), InBacking(0, "one-again")}));
+  ASSERT_TRUE(WriteFile(Mnt("two"), two));
+  for (int i = 0; i < 500 && Counter(Stats(), "dedup_collisions") == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(Counter(Stats(), "dedup_collisions"), 1u) << Stats();
+  EXPECT_NE(Lstat(InBacking(0, "two")).st_ino, Lstat(InBacking(0, "one")).st_ino);
+  EXPECT_EQ(ReadFile(Mnt("two")), two);
+  EXPECT_EQ(ReadFile(Mnt("one")), one);
+}
+
+// The heart of invisibility: every kind of change through one path, with the
+// other path closed, open, and mapped.
+TEST_F(DedupTest, ChangesThroughOnePathNeverReachAnother) {
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  const std::string data = Bytes(100'000, 8);
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  ASSERT_TRUE(WriteFile(Mnt("b"), data));
+  ASSERT_TRUE(WriteFile(Mnt("c"), data));
+  ASSERT_TRUE(WaitShared({InBacking(0, "a"), InBacking(0, "b"), InBacking(0, "c")}));
+  const struct stat before = Lstat(Mnt("b"));
+
+  // b held open and mapped while a changes.
+  Fd bfd(::open(Mnt("b").c_str(), O_RDONLY));
+  ASSERT_TRUE(bfd.valid());
+  void* map = ::mmap(nullptr, data.size(), PROT_READ, MAP_SHARED, bfd.get(), 0);
+  ASSERT_NE(map, MAP_FAILED);
+  {
+    Fd afd(::open(Mnt("a").c_str(), O_WRONLY));
+    ASSERT_TRUE(afd.valid());
+    ASSERT_EQ(::pwrite(afd.get(), "CHANGED", 7, 10), 7);
+  }
+  EXPECT_EQ(ReadFile(Mnt("a"))->substr(10, 7), "CHANGED");
+  char buf[7];
+  ASSERT_EQ(::pread(bfd.get(), buf, 7, 10), 7);
+  EXPECT_EQ(std::string(buf, 7), data.substr(10, 7));
+  EXPECT_EQ(std::string(static_cast<const char*>(map) + 10, 7), data.substr(10, 7));
+  EXPECT_EQ(ReadFile(Mnt("b")), data);
+  EXPECT_EQ(ReadFile(InBacking(0, "b")), data);
+
+  // Truncate, chmod, chown, utimens through c: b keeps its size and metadata.
+  ASSERT_SYS_OK(::truncate(Mnt("c").c_str(), 5));
+  ASSERT_SYS_OK(::chmod(Mnt("c").c_str(), 0600));
+  ASSERT_SYS_OK(::chown(Mnt("c").c_str(), 4321, 4321));
+  const timespec times[2] = {{1000, 0}, {2000, 0}};
+  ASSERT_SYS_OK(::utimensat(AT_FDCWD, Mnt("c").c_str(), times, 0));
+  EXPECT_EQ(ReadFile(Mnt("c")), data.substr(0, 5));
+  const struct stat after = Lstat(Mnt("b"));
+  EXPECT_EQ(after.st_size, before.st_size);
+  EXPECT_EQ(after.st_mode, before.st_mode);
+  EXPECT_EQ(after.st_uid, before.st_uid);
+  EXPECT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+  EXPECT_EQ(ReadFile(Mnt("b")), data);
+  EXPECT_EQ(std::string(static_cast<const char*>(map), data.size()), data);
+  ::munmap(map, data.size());
+
+  // A writable mapping of b, written: a and c keep what they had.
+  {
+    Fd wfd(::open(Mnt("b").c_str(), O_RDWR));
+    void* w = ::mmap(nullptr, data.size(), PROT_READ | PROT_WRITE, MAP_SHARED, wfd.get(), 0);
+    ASSERT_NE(w, MAP_FAILED);
+    std::memcpy(static_cast<char*>(w) + 50, "MAPPED", 6);
+    ::msync(w, data.size(), MS_SYNC);
+    ::munmap(w, data.size());
+  }
+  EXPECT_EQ(ReadFile(Mnt("b"))->substr(50, 6), "MAPPED");
+  EXPECT_EQ(ReadFile(Mnt("a"))->substr(50, 6), data.substr(50, 6));
+  EXPECT_EQ(ReadFile(Mnt("c")), data.substr(0, 5));
+  // Nothing changed the object other paths of it may still share.
+  EXPECT_GE(Counter(Stats(), "cow_breaks"), 3u);
+}
+
+TEST_F(DedupTest, AFileKeptOpenForWritingStaysItsOwn) {
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  const std::string data = Bytes(20'000, 9);
+  ASSERT_TRUE(WriteFile(Mnt("other"), data));
+  Fd fd(::open(Mnt("log").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::write(fd.get(), data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  ::fsync(fd.get());
+  // Quiet: dedup shares it with "other" while it is still open.
+  ASSERT_TRUE(WaitShared({InBacking(0, "other"), InBacking(0, "log")}));
+  ASSERT_EQ(::write(fd.get(), "tail", 4), 4);
+  ::fsync(fd.get());
+  EXPECT_EQ(ReadFile(Mnt("log")), data + "tail");
+  EXPECT_EQ(ReadFile(Mnt("other")), data);
+  EXPECT_EQ(ReadFile(InBacking(0, "other")), data);
+}
+
+TEST_F(DedupTest, HardLinksAUserMakesShareWritesOnlyAmongThemselves) {
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  const std::string data = Bytes(8'000, 10);
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  ASSERT_TRUE(WriteFile(Mnt("b"), data));
+  ASSERT_TRUE(WaitShared({InBacking(0, "a"), InBacking(0, "b")}));
+  ASSERT_SYS_OK(::link(Mnt("a").c_str(), Mnt("a2").c_str()));
+  EXPECT_EQ(Lstat(Mnt("a")).st_nlink, 2u);
+  EXPECT_EQ(Lstat(Mnt("a2")).st_ino, Lstat(Mnt("a")).st_ino);
+  ASSERT_TRUE(WriteFile(Mnt("a2"), "through a2", O_WRONLY | O_TRUNC));
+  EXPECT_EQ(ReadFile(Mnt("a")), "through a2");
+  EXPECT_EQ(ReadFile(Mnt("b")), data);
+  EXPECT_EQ(Lstat(Mnt("b")).st_nlink, 1u);
+}
+
+TEST_F(DedupTest, SharingSurvivesARestart) {
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  const std::string data = Bytes(64'000, 11);
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  ASSERT_TRUE(WriteFile(Mnt("b"), data));
+  ASSERT_TRUE(WaitShared({InBacking(0, "a"), InBacking(0, "b")}));
+  ASSERT_TRUE(mount().Stop());
+  EXPECT_EQ(Lstat(InBacking(0, "a")).st_ino, Lstat(InBacking(0, "b")).st_ino);
+  ASSERT_TRUE(mount().Start());
+  const struct stat a = Lstat(Mnt("a")), b = Lstat(Mnt("b"));
+  EXPECT_NE(a.st_ino, b.st_ino);
+  EXPECT_EQ(a.st_nlink, 1u);
+  EXPECT_EQ(Lstat(Mnt("a")).st_ino, a.st_ino);  // stable
+  ASSERT_TRUE(WriteFile(Mnt("a"), "new", O_WRONLY | O_APPEND));
+  EXPECT_EQ(ReadFile(Mnt("a")), data + "new");
+  EXPECT_EQ(ReadFile(Mnt("b")), data);
+}
+
+TEST_F(DedupTest, FilesAreStillDeduplicatedWhenTheDaemonStops) {
+  // A long delay: nothing is shared while mounted; stopping finishes the queue.
+  ASSERT_TRUE(StartMount({"--cache-directory", Backing(0), "--dedup-delay", "3600"}));
+  const std::string data = Bytes(5'000, 12);
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  ASSERT_TRUE(WriteFile(Mnt("b"), data));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_NE(Lstat(InBacking(0, "a")).st_ino, Lstat(InBacking(0, "b")).st_ino);
+  ASSERT_TRUE(mount().Stop());
+  EXPECT_EQ(Lstat(InBacking(0, "a")).st_ino, Lstat(InBacking(0, "b")).st_ino);
+}
+
+TEST_F(DedupTest, DedupOffAndReadonlyLeaveFilesAlone) {
+  ASSERT_TRUE(StartMount({"--cache-directory", Backing(0), "--dedup", "off", "--dedup-delay", "0"}));
+  const std::string data = Bytes(5'000, 13);
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  ASSERT_TRUE(WriteFile(Mnt("b"), data));
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(mount().Stop());
+  EXPECT_NE(Lstat(InBacking(0, "a")).st_ino, Lstat(InBacking(0, "b")).st_ino);
+  EXPECT_EQ(Lstat(InBacking(0, "a")).st_nlink, 1u);
+}
+
+TEST_F(DedupTest, TwoMountsOverOneStoreWritingTheSameContent) {
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  ASSERT_TRUE(StartMount(Args(SingleArgs()), Mnt2()));
+  const std::string data = Bytes(30'000, 14);
+  ASSERT_SYS_OK(::mkdir(Mnt("one").c_str(), 0755));
+  ASSERT_SYS_OK(::mkdir(Mnt("two").c_str(), 0755));
+  auto writer = [&](const std::string& root) {
+    for (int i = 0; i < 40; ++i) WriteFile(root + "/f" + std::to_string(i), data);
+  };
+  std::thread t1(writer, Mnt("one")), t2(writer, Mnt2("two"));
+  t1.join();
+  t2.join();
+  std::vector<std::string> paths;
+  for (const char* d : {"one", "two"}) {
+    for (int i = 0; i < 40; ++i) paths.push_back(InBacking(0, std::string(d) + "/f" + std::to_string(i)));
+  }
+  EXPECT_TRUE(WaitShared(paths)) << Stats() << "\n" << mount(1).Log();
+  for (const auto& p : paths) EXPECT_EQ(ReadFile(p), data) << p;
+}
+
+// Every object in the store holds what its name says; returns the problems.
+std::vector<std::string> VerifyStore(const std::string& dir) {
+  std::vector<std::string> problems;
+  auto store = cachefs::store::Store::open(dir, false);
+  store->for_each_object([&](int dirfd, const char* name,
+                             const std::optional<cachefs::store::ObjectKey>& key) {
+    if (!key) {
+      problems.push_back(std::string("stray name ") + name);
+      return;
+    }
+    Fd fd(::openat(dirfd, name, O_RDONLY));
+    struct stat st {};
+    cachefs::store::Hash128 h;
+    if (!fd.valid() || ::fstat(fd.get(), &st) != 0 ||
+        cachefs::store::hash_fd(fd.get(), static_cast<uint64_t>(st.st_size), h) != 0) {
+      problems.push_back(std::string("unreadable ") + name);
+    } else if (!(h == key->hash) || (st.st_mode & 07777) != key->mode || st.st_uid != key->uid ||
+               st.st_gid != key->gid) {
+      problems.push_back(std::string("damaged ") + name);
+    }
+  });
+  return problems;
+}
+
+// kill -9 at random points while files are written (and deduplicated as they
+// land): the store never holds a damaged object, and every file whose close
+// returned before the kill has its content.
+TEST_F(DedupTest, KilledAtRandomPointsLosesNothingCompleted) {
+  constexpr int kTrials = 5;
+  std::vector<std::string> contents;
+  for (unsigned i = 0; i < 24; ++i) contents.push_back(Bytes(1000 + i * 2500, 100 + i));
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  std::srand(static_cast<unsigned>(::getpid()));
+  for (int trial = 0; trial < kTrials; ++trial) {
+    const std::string dir = "t" + std::to_string(trial);
+    ASSERT_SYS_OK(::mkdir(Mnt(dir).c_str(), 0755));
+    std::atomic<int> done{0};
+    std::thread writer([&] {
+      for (int i = 0; i < 5000; ++i) {
+        if (!WriteFile(Mnt(dir + "/f" + std::to_string(i)), contents[i % contents.size()])) return;
+        done.store(i + 1);
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 + std::rand() % 400));
+    mount().Kill();
+    writer.join();
+    RunCommand({"fusermount3", "-u", "-z", Mnt()});
+    ASSERT_GT(done.load(), 0) << "trial " << trial;
+    for (int i = 0; i < done.load(); ++i) {
+      const std::string p = InBacking(0, dir + "/f" + std::to_string(i));
+      const auto got = ReadFile(p);
+      ASSERT_TRUE(got == contents[i % contents.size()])
+          << p << " (trial " << trial << ", " << done.load() << " completed): "
+          << (got ? std::to_string(got->size()) + " bytes" : "unreadable") << ", expected "
+          << contents[i % contents.size()].size() << "; st_nlink " << Lstat(p).st_nlink;
+    }
+    const auto problems = VerifyStore(InBacking(0, ".cachefs"));
+    EXPECT_TRUE(problems.empty()) << problems.front();
+    ASSERT_TRUE(mount().Start()) << "trial " << trial;
+  }
+  // The restarted daemon cleared what the killed ones left in tmp/, and sharing
+  // still holds apart.
+  EXPECT_TRUE(ListDir(InBacking(0, ".cachefs/tmp")).empty());
+  ASSERT_TRUE(WriteFile(Mnt("t0/f0"), "changed"));
+  EXPECT_EQ(ReadFile(Mnt("t0/f24")), contents[0]);
+}
+
+}  // namespace
+}  // namespace cachefs_test
