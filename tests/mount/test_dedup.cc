@@ -333,6 +333,50 @@ TEST_F(DedupTest, TwoMountsOverOneStoreWritingTheSameContent) {
   for (const auto& p : paths) EXPECT_EQ(ReadFile(p), data) << p;
 }
 
+// A full disk: the private copy a shared file needs before its first change
+// cannot be made, so that change fails with ENOSPC — and nothing shared, stored
+// or written before is damaged. With room again, it works.
+TEST_F(DedupTest, AFullDiskFailsTheChangeAndDamagesNothing) {
+  ASSERT_SYS_OK(::mount("tmpfs", Backing(0).c_str(), "tmpfs", 0, "size=2m"));
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } guard{Backing(0)};
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  const std::string data = Bytes(600'000, 15);
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  ASSERT_TRUE(WriteFile(Mnt("b"), data));
+  ASSERT_TRUE(WaitShared({InBacking(0, "a"), InBacking(0, "b")}));
+  // Fill what is left (in the backing directory: through the mount, the kernel's
+  // write-back cache would take writes past the end of the disk).
+  {
+    Fd fill(::open(InBacking(0, "filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    const std::string chunk(65536, 'f');
+    while (::write(fill.get(), chunk.data(), chunk.size()) > 0) {
+    }
+    ::fsync(fill.get());
+  }
+  {
+    Fd fd(::open(Mnt("a").c_str(), O_WRONLY));
+    ASSERT_TRUE(fd.valid());
+    errno = 0;
+    const ssize_t n = ::pwrite(fd.get(), "X", 1, 0);
+    const int err = errno;
+    const int synced = ::fsync(fd.get());
+    EXPECT_TRUE(n < 0 || synced != 0) << "a change needing a copy succeeded on a full disk";
+    EXPECT_EQ(ErrnoName(n < 0 ? err : errno), "ENOSPC");
+  }
+  EXPECT_EQ(ReadFile(InBacking(0, "a")), data);
+  EXPECT_EQ(ReadFile(InBacking(0, "b")), data);
+  EXPECT_EQ(ReadFile(Mnt("b")), data);
+  // Room again: the change goes through, to a only.
+  ASSERT_SYS_OK(::unlink(InBacking(0, "filler").c_str()));
+  ASSERT_TRUE(WriteFile(Mnt("a"), "X", O_WRONLY));
+  EXPECT_EQ(ReadFile(Mnt("a")), "X" + data.substr(1));
+  EXPECT_EQ(ReadFile(Mnt("b")), data);
+  ASSERT_TRUE(mount().Stop());
+}
+
 // Every object in the store holds what its name says; returns the problems.
 std::vector<std::string> VerifyStore(const std::string& dir) {
   std::vector<std::string> problems;
