@@ -119,7 +119,9 @@ void Filesystem::stop_dedup() {
 }
 
 void Filesystem::written(Node* n) {
-  n->write_gen.fetch_add(1, std::memory_order_acq_rel);
+  if (n->write_gen.fetch_add(1, std::memory_order_acq_rel) == 0) {
+    counters.files_written.fetch_add(1, std::memory_order_relaxed);
+  }
   const auto f = n->backing();
   if (f->object || !dedup_on_[f->branch]) return;
   deduper_->schedule(n);
@@ -298,10 +300,12 @@ std::string Filesystem::stats_json() {
   }
   return fmt::format(
       R"({{"pid":{},"write_mode":"{}","store":"{}","branches":[{}],)"
-      R"("counters":{{"bytes_read":{},"bytes_written":{},"dedup_linked":{},"dedup_adopted":{},)"
+      R"("counters":{{"files_read":{},"files_written":{},"bytes_read":{},"bytes_written":{},)"
+      R"("dedup_linked":{},"dedup_adopted":{},)"
       R"("dedup_bytes_saved":{},"dedup_skipped":{},"dedup_collisions":{},"dedup_retries":{},)"
       R"("cow_breaks":{},"cow_bytes":{},"open_files":{}}}}})",
-      ::getpid(), to_string(cfg_.write_mode), store_path, branches, c(counters.bytes_read),
+      ::getpid(), to_string(cfg_.write_mode), store_path, branches, c(counters.files_read),
+      c(counters.files_written), c(counters.bytes_read),
       c(counters.bytes_written), c(counters.dedup_linked), c(counters.dedup_adopted),
       c(counters.dedup_bytes_saved), c(counters.dedup_skipped), c(counters.dedup_collisions),
       c(counters.dedup_retries), c(counters.cow_breaks), c(counters.cow_bytes),

@@ -27,6 +27,8 @@ class Deduper;
 
 // What a mount has done since it started (cachectl stats --mount).
 struct Counters {
+  std::atomic<uint64_t> files_read{0};     // files read through the mount (each once)
+  std::atomic<uint64_t> files_written{0};  // files created or changed (each once)
   std::atomic<uint64_t> bytes_read{0};
   std::atomic<uint64_t> bytes_written{0};
   std::atomic<uint64_t> dedup_linked{0};      // files that now share an existing object

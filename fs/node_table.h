@@ -86,6 +86,7 @@ struct Node {
   // dedup commits only if it has not moved since the file was hashed.
   std::atomic<uint64_t> write_gen{0};
   std::atomic<bool> dedup_queued{false};
+  std::atomic<bool> read_counted{false};  // counted in Counters::files_read
   // The inode number shown, once the backing inode's own cannot be (a path of a
   // shared object; a file that became one): 0 until then.
   std::atomic<uint64_t> fixed_ino{0};

@@ -100,7 +100,16 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   buf.buf[0].fd = fd;
   buf.buf[0].pos = off;
-  fs_of(req).counters.bytes_read.fetch_add(size, std::memory_order_relaxed);
+  Filesystem& fs = fs_of(req);
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && st.st_size > off) {
+    fs.counters.bytes_read.fetch_add(std::min<uint64_t>(size, static_cast<uint64_t>(st.st_size - off)),
+                                     std::memory_order_relaxed);
+  }
+  Node* n = fs.nodes().node(ino);
+  if (!n->read_counted.load(std::memory_order_relaxed) && !n->read_counted.exchange(true)) {
+    fs.counters.files_read.fetch_add(1, std::memory_order_relaxed);
+  }
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 

@@ -98,6 +98,8 @@ TEST_F(DedupTest, IdenticalFilesShareOneObjectAndStillLookApart) {
   const std::string stats = Stats();
   EXPECT_GE(Counter(stats, "dedup_linked"), 1u) << stats;
   EXPECT_GE(Counter(stats, "dedup_bytes_saved"), 200'000u) << stats;
+  EXPECT_EQ(Counter(stats, "files_written"), 3u) << stats;
+  EXPECT_GE(Counter(stats, "bytes_written"), 600'000u) << stats;
   // The object's mark is the daemon's: not listed, not readable, not settable.
   char list[1024];
   const ssize_t n = ::listxattr(Mnt("a").c_str(), list, sizeof list);
@@ -285,6 +287,10 @@ TEST_F(DedupTest, SharingSurvivesARestart) {
   EXPECT_NE(a.st_ino, b.st_ino);
   EXPECT_EQ(a.st_nlink, 1u);
   EXPECT_EQ(Lstat(Mnt("a")).st_ino, a.st_ino);  // stable
+  EXPECT_EQ(ReadFile(Mnt("b")), data);  // not in the page cache yet: served by the daemon
+  const std::string stats = Stats();
+  EXPECT_EQ(Counter(stats, "files_read"), 1u) << stats;
+  EXPECT_EQ(Counter(stats, "bytes_read"), data.size()) << stats;
   ASSERT_TRUE(WriteFile(Mnt("a"), "new", O_WRONLY | O_APPEND));
   EXPECT_EQ(ReadFile(Mnt("a")), data + "new");
   EXPECT_EQ(ReadFile(Mnt("b")), data);
