@@ -186,3 +186,21 @@ TEST_F(RunnersTest, BubblewrapOverARealCacheMount) {
 }
 
 }  // namespace
+
+#include "runners/packages.h"
+
+namespace {
+
+TEST_F(RunnersTest, PackagesAreCheckedAgainstTheRoot) {
+  // The host: a Debian root with a shell, coreutils and a compiler toolchain.
+  EXPECT_TRUE(missing_packages("/", {"busybox", "coreutils", "bash", "make"}).empty());
+  EXPECT_EQ(missing_packages("/", {"coreutils", "no-such-package-xyz", "bash=5.2-r0"}),
+            (std::vector<std::string>{"no-such-package-xyz"}));
+  // An apk root (Wolfi/Alpine) lists its packages in lib/apk/db/installed.
+  fs::create_directories(root_ + "/rootfs/lib/apk/db");
+  std::ofstream(root_ + "/rootfs/lib/apk/db/installed") << "C:x\nP:go-1.23\nV:1.23.1-r0\n\nP:git\n";
+  EXPECT_EQ(missing_packages(root_ + "/rootfs", {"go-1.23", "git", "nodejs"}),
+            (std::vector<std::string>{"nodejs"}));
+}
+
+}  // namespace
