@@ -11,13 +11,16 @@
       buffer). With --verify, hashes the data and compares it with the manifest;
       exits 1 on any mismatch, missing or extra file.
 
-  cachebench.py report --tsv FILE --meta FILE --json OUT
+  cachebench.py report --tsv FILE --meta FILE --json OUT [--import FILE]
+  cachebench.py settle MOUNT          microseconds until a cachefs mount's dedup is idle
+  cachebench.py sizes TREE STORE --distinct-of SRC --seconds S
       Turns the raw per-run timings into the median table (stdout, Markdown) and
       a JSON document.
 """
 import argparse
 import hashlib
 import json
+import time
 import math
 import os
 import random
@@ -314,6 +317,82 @@ def cmd_readall(a):
 
 
 # --------------------------------------------------------------------------
+# Dedup figures
+# --------------------------------------------------------------------------
+
+DEDUP_COUNTERS = ("dedup_linked", "dedup_adopted", "dedup_skipped", "dedup_collisions",
+                  "cow_breaks", "files_written")
+
+
+def cmd_settle(a):
+    """Polls trusted.cachefs.stats until the dedup counters have not moved for
+    --quiet seconds; prints the microseconds from the start to their last move."""
+    start = time.monotonic()
+    last_change, last = start, None
+    while time.monotonic() - last_change < a.quiet:
+        try:
+            c = json.loads(os.getxattr(a.mount, "trusted.cachefs.stats"))["counters"]
+        except OSError as e:
+            print(f"settle: {a.mount}: {e}", file=sys.stderr)
+            sys.exit(1)
+        now = tuple(c.get(k, 0) for k in DEDUP_COUNTERS)
+        if now != last:
+            last, last_change = now, time.monotonic()
+        if time.monotonic() - start > a.timeout:
+            print("settle: timed out", file=sys.stderr)
+            sys.exit(1)
+        time.sleep(0.05)
+    print(int((last_change - start) * 1e6))
+
+
+def cmd_sizes(a):
+    """Physical size of TREE + STORE (every inode once) against the corpus's
+    distinct contents (each content once, in 4 KiB blocks)."""
+    def walk(top):
+        for d, dirs, files in os.walk(top):
+            yield d, True
+            for f in files:
+                yield os.path.join(d, f), False
+    seen, physical, physical_dirs, files, logical = set(), 0, 0, 0, 0
+    for top in (a.tree, a.store):
+        for p, is_dir in walk(top):
+            st = os.lstat(p)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            if is_dir:
+                physical_dirs += st.st_blocks * 512
+            else:
+                physical += st.st_blocks * 512
+    for p, is_dir in walk(a.tree):
+        if not is_dir:
+            files += 1
+            logical += os.lstat(p).st_size
+    distinct, distinct_blocks = {}, 0
+    for p, is_dir in walk(a.distinct_of):
+        if is_dir or os.path.islink(p):
+            continue
+        h = hashlib.sha1()
+        with open(p, "rb") as f:
+            h.update(f.read())
+        size = os.lstat(p).st_size
+        if h.digest() not in distinct:
+            distinct[h.digest()] = size
+            distinct_blocks += (size + 4095) // 4096 * 4096
+    seconds = float(a.seconds)
+    d = dict(files=files, logical_bytes=logical, physical_file_bytes=physical,
+             physical_dir_bytes=physical_dirs, distinct_contents=len(distinct),
+             distinct_bytes=sum(distinct.values()), distinct_block_bytes=distinct_blocks,
+             physical_over_distinct=round(physical / distinct_blocks, 4) if distinct_blocks else None,
+             seconds=seconds, gb_per_s=round(logical / seconds / 1e9, 3) if seconds else None)
+    d["summary"] = (f"import: {files} files, {logical / 1e6:.0f} MB in {seconds:.2f} s = "
+                    f"{d['gb_per_s']} GB/s; physical after import {physical / 1e6:.1f} MB of file "
+                    f"blocks (+{physical_dirs / 1e6:.1f} MB directories) vs {distinct_blocks / 1e6:.1f} MB "
+                    f"for the {len(distinct)} distinct contents: {d['physical_over_distinct']}x")
+    print(json.dumps(d))
+
+
+# --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
 
@@ -326,6 +405,8 @@ WORKLOAD_LABELS = {
     "seq-warm": "1 file sequential dd, warm",
     "untar": "untar (tar xf only)",
     "untar-sync": "untar + sync",
+    "untar-dedup": "untar until dedup is done",
+    "import": "cachectl import (warm)",
     "rm": "rm -rf extracted tree",
 }
 
@@ -398,6 +479,11 @@ def cmd_report(a):
                if isinstance(v, str)]
         if bad:
             print(f"note: {t}: failed: " + ", ".join(bad))
+    if a.import_file:
+        with open(a.import_file) as f:
+            imp = json.load(f)
+        print(imp["summary"])
+        meta["import"] = imp
     doc = dict(meta=meta, results=results)
     with open(a.json, "w") as f:
         json.dump(doc, f, indent=1)
@@ -418,8 +504,19 @@ def main():
     p.add_argument("--tsv", required=True)
     p.add_argument("--meta", required=True)
     p.add_argument("--json", required=True)
+    p.add_argument("--import", dest="import_file")
+    st = sub.add_parser("settle")
+    st.add_argument("mount")
+    st.add_argument("--quiet", type=float, default=2.5)
+    st.add_argument("--timeout", type=float, default=600)
+    sz = sub.add_parser("sizes")
+    sz.add_argument("tree")
+    sz.add_argument("store")
+    sz.add_argument("--distinct-of", required=True)
+    sz.add_argument("--seconds", required=True)
     a = ap.parse_args()
-    {"gen": cmd_gen, "readall": cmd_readall, "report": cmd_report}[a.cmd](a)
+    {"gen": cmd_gen, "readall": cmd_readall, "report": cmd_report, "settle": cmd_settle,
+     "sizes": cmd_sizes}[a.cmd](a)
 
 
 if __name__ == "__main__":

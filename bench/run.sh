@@ -19,6 +19,7 @@ HELPER="$BENCH_DIR/cachebench.py"
 
 WORK=${CACHEFS_BENCH_DIR:-/var/tmp/cachefs-bench}
 CACHEFS=${CACHEFS_BIN:-$REPO/build/fs/cachefs}
+CACHECTL=${CACHECTL_BIN:-$REPO/build/tools/cachectl}
 CACHEFS_OPTS=${CACHEFS_OPTS:-}
 RUNS=3
 SMALL=0
@@ -27,8 +28,11 @@ REGEN=0
 USE_LOOP=1
 TIMEOUT=900
 NOFILE=524288
-ALL_TARGETS="native cachefs bindfs fuse-overlayfs mergerfs"
-ALL_WORKLOADS="read-cold read-warm walk-cold walk-warm seq-cold seq-warm untar"
+ALL_TARGETS="native cachefs cachefs-nodedup bindfs fuse-overlayfs mergerfs"
+ALL_WORKLOADS="read-cold read-warm walk-cold walk-warm seq-cold seq-warm untar import"
+# cachefs-nodedup (cachefs --dedup off) only takes part in untar: reads do not
+# differ, and untar is where dedup's cost would show.
+WRITE_ONLY_TARGETS="cachefs-nodedup"
 TARGETS=$ALL_TARGETS
 WORKLOADS=$ALL_WORKLOADS
 
@@ -43,8 +47,11 @@ usage: bash bench/run.sh [options]
   --seed N            corpus seed (default $SEED)
   --targets LIST      comma list from: ${ALL_TARGETS// /,} (native is always measured)
   --workloads LIST    comma list from: ${ALL_WORKLOADS// /,}
-                      (untar also reports untar-sync and rm)
+                      (untar also reports untar-sync and rm, and for cachefs
+                      untar-dedup: until dedup of the tree is done; import:
+                      cachectl import of a copy of the corpus, native only)
   --cachefs PATH      cachefs binary (default \$CACHEFS_BIN or build/fs/cachefs)
+  --cachectl PATH     cachectl binary (default \$CACHECTL_BIN or build/tools/cachectl)
   --cachefs-opts OPTS extra cachefs arguments, e.g. "--threads=1" (default \$CACHEFS_OPTS)
   --no-loop           run on the filesystem of --work-dir itself instead of a
                       dedicated loop-mounted ext4 image (see README)
@@ -70,6 +77,8 @@ while [ $# -gt 0 ]; do
     --workloads=*) WORKLOADS=${1#*=}; WORKLOADS=${WORKLOADS//,/ } ;;
     --cachefs) CACHEFS=$2; shift ;;
     --cachefs=*) CACHEFS=${1#*=} ;;
+    --cachectl) CACHECTL=$2; shift ;;
+    --cachectl=*) CACHECTL=${1#*=} ;;
     --cachefs-opts) CACHEFS_OPTS=$2; shift ;;
     --cachefs-opts=*) CACHEFS_OPTS=${1#*=} ;;
     --no-loop) USE_LOOP=0 ;;
@@ -122,13 +131,15 @@ if [ "$NOFILE" -gt 0 ] && [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" 
   ulimit -Hn "$NOFILE" 2>/dev/null || log "could not raise the hard open-files limit to $NOFILE"
 fi
 
+want() { [[ " $WORKLOADS " == *" $1 "* ]]; }
+
 # ---------------------------------------------------------------- targets
 declare -A SKIP_NOTE=()
 ACTIVE=()
 for t in $TARGETS; do
   case $t in
     native) ;;
-    cachefs)
+    cachefs|cachefs-nodedup)
       [ -x "$CACHEFS" ] || SKIP_NOTE[$t]="binary $CACHEFS not found (ninja -C build cachefs)" ;;
     *) command -v "$t" >/dev/null || SKIP_NOTE[$t]="not installed (apt-get install $t)" ;;
   esac
@@ -139,7 +150,15 @@ for t in $TARGETS; do
   fi
 done
 FUSE_TARGETS=()
-for t in "${ACTIVE[@]}"; do [ "$t" = native ] || FUSE_TARGETS+=("$t"); done
+READ_TARGETS=()
+for t in "${ACTIVE[@]}"; do
+  [[ " $WRITE_ONLY_TARGETS " == *" $t "* ]] || READ_TARGETS+=("$t")
+  [ "$t" = native ] || [[ " $WRITE_ONLY_TARGETS " == *" $t "* ]] || FUSE_TARGETS+=("$t")
+done
+if want import && [ ! -x "$CACHECTL" ]; then
+  log "skipping import: $CACHECTL not found (ninja -C build cachectl)"
+  WORKLOADS=${WORKLOADS/import/}
+fi
 
 # ---------------------------------------------------------------- layout
 # The image is sparse. mergerfs refuses to create files on a branch with less
@@ -237,6 +256,9 @@ mount_fs() {
     cachefs)
       mkdir -p "$aux/store"
       "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+    cachefs-nodedup)
+      mkdir -p "$aux/store"
+      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --dedup off "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
     bindfs)
       bindfs -f "$src" "$mnt" >>"$log" 2>&1 & ;;
     fuse-overlayfs)
@@ -300,8 +322,6 @@ wl_cmd() {
   esac
 }
 
-want() { [[ " $WORKLOADS " == *" $1 "* ]]; }
-
 # ---------------------------------------------------------------- filesystem
 mkdir -p "$WORK" "$RESULTS" "$LOGDIR"
 if [ "$USE_LOOP" = 1 ]; then
@@ -346,7 +366,7 @@ jstr() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
 version_of() {
   case $1 in
     native) echo "$(findmnt -no FSTYPE,OPTIONS --target "$SRC" | head -1 | tr -s ' ')${LOOPDEV:+ on $LOOPDEV (direct-io loop image)}" ;;
-    cachefs) echo "$("$CACHEFS" --version 2>&1 | head -1), binary built $(date -u -r "$CACHEFS" +%FT%TZ)," \
+    cachefs|cachefs-nodedup) echo "$("$CACHEFS" --version 2>&1 | head -1), binary built $(date -u -r "$CACHEFS" +%FT%TZ)," \
       "sha256 $(sha256sum "$CACHEFS" | cut -c1-12), repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" ;;
     bindfs) bindfs --version 2>&1 | head -1 ;;
     fuse-overlayfs) fuse-overlayfs --version 2>/dev/null | grep -m1 "^fuse-overlayfs" ;;
@@ -356,6 +376,7 @@ version_of() {
 declare -A OPTS=(
   [native]="plain directory"
   [cachefs]="-f --cache-directory SRC --store AUX/store${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [cachefs-nodedup]="-f --cache-directory SRC --store AUX/store --dedup off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
   [bindfs]="-f SRC (defaults)"
   [fuse-overlayfs]="-f -o lowerdir=SRC,upperdir=AUX/upper,workdir=AUX/work"
   [mergerfs]="-f SRC (single branch, defaults)"
@@ -375,7 +396,7 @@ declare -A OPTS=(
   printf '},"workloads":['; sep=
   for w in $WORKLOADS; do
     printf '%s"%s"' "$sep" "$w"; sep=,
-    [ "$w" = untar ] && printf ',"untar-sync","rm"'
+    [ "$w" = untar ] && printf ',"untar-dedup","untar-sync","rm"'
   done
   printf '],"versions":{'; sep=
   for t in "${ACTIVE[@]}"; do printf '%s"%s":%s' "$sep" "$t" "$(jstr "$(version_of "$t")")"; sep=,; done
@@ -389,9 +410,11 @@ START_US=$(now_us)
 
 # rotated R: the active targets, rotated by R-1 places, so that no target is
 # always measured first (or right after the same neighbour).
-rotated() {
-  local n=${#ACTIVE[@]} k=$(( ($1 - 1) % ${#ACTIVE[@]} )) i
-  for (( i=0; i<n; i++ )); do printf '%s ' "${ACTIVE[$(( (i + k) % n ))]}"; done
+rotated() {  # R [TARGET...]: default the active targets
+  local r=$1; shift
+  local list=("$@"); [ ${#list[@]} -gt 0 ] || list=("${ACTIVE[@]}")
+  local n=${#list[@]} k=$(( (r - 1) % ${#list[@]} )) i
+  for (( i=0; i<n; i++ )); do printf '%s ' "${list[$(( (i + k) % n ))]}"; done
 }
 
 # ---------------------------------------------------------------- read workloads
@@ -421,7 +444,7 @@ for w in read-cold read-warm walk-cold walk-warm seq-cold seq-warm; do want $w &
 if [ "$READ_WL" = 1 ]; then
   for t in "${FUSE_TARGETS[@]}"; do ensure_read "$t" || true; done
   # Check that every target shows the corpus byte for byte before timing it.
-  for t in "${ACTIVE[@]}"; do
+  for t in "${READ_TARGETS[@]}"; do
     ensure_read "$t" || continue
     log "verifying corpus contents through $t"
     if ! python3 "$HELPER" readall "${ROOT[$t]}/$CORPUS_REL" --verify "$MANIFEST" >>"$LOGDIR/$t.log" 2>&1; then
@@ -439,7 +462,7 @@ if [ "$READ_WL" = 1 ]; then
       # cold: drop all caches (page cache, dentries, inodes, FUSE's too) before
       # every measured pass; runs interleave the targets.
       for r in $(seq "$RUNS"); do
-        for t in $(rotated "$r"); do
+        for t in $(rotated "$r" "${READ_TARGETS[@]}"); do
           if ! ensure_read "$t"; then record "$w" "$t" "$r" ERROR; continue; fi
           wl_cmd "$w" "${ROOT[$t]}/$sub"
           drop_caches
@@ -448,7 +471,7 @@ if [ "$READ_WL" = 1 ]; then
       done
     else
       # warm: one unmeasured pass, then N measured passes on the same mount
-      for t in "${ACTIVE[@]}"; do
+      for t in "${READ_TARGETS[@]}"; do
         if ensure_read "$t"; then
           wl_cmd "$w" "${ROOT[$t]}/$sub"
           timeout -k 10 "$TIMEOUT" "${CMD[@]}" >/dev/null 2>&1 || true
@@ -460,7 +483,7 @@ if [ "$READ_WL" = 1 ]; then
         done
       done
     fi
-    for t in "${ACTIVE[@]}"; do
+    for t in "${READ_TARGETS[@]}"; do
       log "  $t: $(awk -F'\t' -v w="$w" -v t="$t" '$1==w && $2==t {printf "%s ", $4}' "$TSV")"
     done
   }
@@ -499,6 +522,18 @@ if want untar; then
       wl_cmd untar "$dir"
       if timed untar "$t" "$r" "${CMD[@]}"; then
         tar_us=$LAST_US
+        if [ "$t" = cachefs ]; then
+          # Until the daemon has deduplicated what tar wrote: its counters stop
+          # moving for longer than --dedup-delay (the quiet time it waits for).
+          settle_us=$(python3 "$HELPER" settle "$dir" 2>>"$LOGDIR/$t.log" || echo ERROR)
+          if [ "$settle_us" != ERROR ]; then
+            record untar-dedup "$t" "$r" "$(secs $(( tar_us + settle_us )))"
+            getfattr -n trusted.cachefs.stats --only-values "$dir" >>"$LOGDIR/$t.log" 2>&1 || true
+            echo >>"$LOGDIR/$t.log"
+          else
+            record untar-dedup "$t" "$r" ERROR
+          fi
+        fi
         t0=$(now_us); sync; sync_us=$(( $(now_us) - t0 ))
         record untar-sync "$t" "$r" "$(secs $(( tar_us + sync_us )))"
         if [ "$r" = 1 ]; then  # check what was written, once per target (not timed)
@@ -526,6 +561,32 @@ if want untar; then
   done
 fi
 
+# ---------------------------------------------------------------- import
+# cachectl import of a copy of the corpus, warm (the copy is in the page
+# cache), into a fresh store on the same filesystem; then the physical size of
+# tree + store against the sum of the corpus's distinct contents.
+if want import; then
+  log "import (cachectl import, warm)"
+  for r in $(seq "$RUNS"); do
+    base="$SCRATCH/import"
+    rm -rf "$base"; mkdir -p "$base"
+    cp -a "$SRC/$CORPUS_REL" "$base/tree"
+    sync
+    python3 "$HELPER" readall "$base/tree" >/dev/null
+    if timed import native "$r" "$CACHECTL" --store "$base/store" import "$base/tree"; then
+      if [ "$r" = 1 ]; then
+        python3 "$HELPER" sizes "$base/tree" "$base/store" --distinct-of "$SRC/$CORPUS_REL" \
+          --seconds "$(secs $LAST_US)" >"$RESULTS/import-$STAMP.json" 2>>"$LOGDIR/native.log" || true
+        log "  $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["summary"])' "$RESULTS/import-$STAMP.json" 2>/dev/null)"
+        python3 "$HELPER" readall "$base/tree" --verify "$MANIFEST" >>"$LOGDIR/native.log" 2>&1 ||
+          { log "  WARNING: the imported tree differs from the corpus"; record verify-import native "$r" ERROR; }
+      fi
+    fi
+    rm -rf "$base"
+  done
+  log "  $(awk -F'\t' '$1=="import" {printf "%s ", $4}' "$TSV")"
+fi
+
 # ---------------------------------------------------------------- report
 ELAPSED=$(( ($(now_us) - START_US) / 1000000 ))
 python3 - "$META" "$ELAPSED" <<'EOF'
@@ -534,7 +595,8 @@ m = json.load(open(sys.argv[1])); m["elapsed_seconds"] = int(sys.argv[2])
 json.dump(m, open(sys.argv[1], "w"))
 EOF
 echo
-python3 "$HELPER" report --tsv "$TSV" --meta "$META" --json "$JSON"
+python3 "$HELPER" report --tsv "$TSV" --meta "$META" --json "$JSON" \
+  $([ -f "$RESULTS/import-$STAMP.json" ] && echo --import "$RESULTS/import-$STAMP.json")
 echo
 echo "results: $JSON"
 echo "logs:    $LOGDIR"
