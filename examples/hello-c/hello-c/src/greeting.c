@@ -1,0 +1,3 @@
+#include "hello.h"
+
+const char* greeting(void) { return GREETING; }

@@ -1,0 +1,3 @@
+#pragma once
+const char* greeting(void);
+int count_words(const char* s);
