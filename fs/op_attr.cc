@@ -22,6 +22,16 @@ bool reserved(const char* name) {
   return std::string_view(name).starts_with(kReservedPrefix);
 }
 
+// Answers a getxattr/listxattr of `value`: its size when asked with size 0.
+void reply_value(fuse_req_t req, size_t size, std::string_view value) {
+  if (size == 0)
+    fuse_reply_xattr(req, value.size());
+  else if (size < value.size())
+    fuse_reply_err(req, ERANGE);
+  else
+    fuse_reply_buf(req, value.data(), value.size());
+}
+
 std::string proc_path(int fd) {
   return "/proc/self/fd/" + std::to_string(fd);
 }
@@ -170,13 +180,7 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
       fuse_reply_err(req, ENODATA);
       return;
     }
-    const std::string json = fs.stats_json();
-    if (size == 0)
-      fuse_reply_xattr(req, json.size());
-    else if (size < json.size())
-      fuse_reply_err(req, ERANGE);
-    else
-      fuse_reply_buf(req, json.data(), json.size());
+    reply_value(req, size, fs.stats_json());
     return;
   }
   XattrTargets t;
@@ -226,12 +230,7 @@ void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     if (!reserved(item)) shown.append(item, l + 1);
     i += static_cast<ssize_t>(l) + 1;
   }
-  if (size == 0)
-    fuse_reply_xattr(req, shown.size());
-  else if (size < shown.size())
-    fuse_reply_err(req, ERANGE);
-  else
-    fuse_reply_buf(req, shown.data(), shown.size());
+  reply_value(req, size, shown);
 }
 
 void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {

@@ -52,6 +52,20 @@ Prepared prepare(const SpawnOptions& o) {
   ::_exit(127);
 }
 
+// Forks a child with the given stdio that execs `p`; returns its pid or -1.
+pid_t fork_exec(const SpawnOptions& o, const Prepared& p, int in, int out, int err) {
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    exec_child(o, p, parent);
+  }
+  if (pid > 0 && o.new_process_group) ::setpgid(pid, pid);  // no race with the child's own call
+  return pid;
+}
+
 }  // namespace
 
 std::string find_in_path(const std::string& name) {
@@ -87,16 +101,7 @@ pid_t spawn_logged(const SpawnOptions& o, const std::string& log_path) {
   UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log) return -1;
   UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    ::dup2(null.get(), 0);
-    ::dup2(log.get(), 1);
-    ::dup2(log.get(), 2);
-    exec_child(o, p, parent);
-  }
-  return pid;
+  return fork_exec(o, p, null.get(), log.get(), log.get());
 }
 
 int run_streaming(const SpawnOptions& o, const std::function<void(std::string_view, bool)>& line,
@@ -115,16 +120,8 @@ int run_streaming(const SpawnOptions& o, const std::function<void(std::string_vi
   }
   UniqueFd out_r(out[0]), out_w(out[1]), err_r(err[0]), err_w(err[1]);
   UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
+  const pid_t pid = fork_exec(o, p, null.get(), out_w.get(), err_w.get());
   if (pid < 0) return -1;
-  if (pid == 0) {
-    ::dup2(null.get(), 0);
-    ::dup2(out_w.get(), 1);
-    ::dup2(err_w.get(), 2);
-    exec_child(o, p, parent);
-  }
-  if (o.new_process_group) ::setpgid(pid, pid);  // no race with the child's own call
   out_w.reset();
   err_w.reset();
 

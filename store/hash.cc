@@ -21,6 +21,21 @@ Hash128 from_xxh(XXH128_hash_t h) {
   return Hash128{h.high64, h.low64};
 }
 
+// Reads exactly `len` bytes at `off`; false with `err` set (EAGAIN: end of file).
+bool read_full(int fd, char* buf, size_t len, uint64_t off, int& err) {
+  size_t got = 0;
+  while (got < len) {
+    const ssize_t n = ::pread(fd, buf + got, len - got, static_cast<off_t>(off + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EAGAIN;
+      return false;
+    }
+    got += static_cast<size_t>(n);
+  }
+  return true;
+}
+
 }  // namespace
 
 bool collide_for_tests() {
@@ -94,24 +109,8 @@ bool same_content(int a, int b, uint64_t size, int& err) {
   uint64_t done = 0;
   while (done < size) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, size - done));
-    size_t got_a = 0, got_b = 0;
-    while (got_a < want) {
-      const ssize_t n = ::pread(a, ba.get() + got_a, want - got_a, static_cast<off_t>(done + got_a));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        err = n < 0 ? errno : EAGAIN;
-        return false;
-      }
-      got_a += static_cast<size_t>(n);
-    }
-    while (got_b < want) {
-      const ssize_t n = ::pread(b, bb.get() + got_b, want - got_b, static_cast<off_t>(done + got_b));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        err = n < 0 ? errno : EAGAIN;
-        return false;
-      }
-      got_b += static_cast<size_t>(n);
+    if (!read_full(a, ba.get(), want, done, err) || !read_full(b, bb.get(), want, done, err)) {
+      return false;
     }
     if (std::memcmp(ba.get(), bb.get(), want) != 0) return false;
     done += want;

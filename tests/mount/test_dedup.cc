@@ -39,6 +39,22 @@ struct stat Lstat(const std::string& p) {
   return st;
 }
 
+// A size-limited tmpfs over `dir` for the test's lifetime.
+class ScopedTmpfs {
+ public:
+  ScopedTmpfs(std::string dir, const char* size) : dir_(std::move(dir)) {
+    ok_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, (std::string("size=") + size).c_str()) == 0;
+  }
+  ~ScopedTmpfs() {
+    if (ok_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::string dir_;
+  bool ok_ = false;
+};
+
 class DedupTest : public MountTest {
  protected:
   std::vector<std::string> Args(std::vector<std::string> base) const {
@@ -138,11 +154,8 @@ TEST_F(DedupTest, ModeAndOwnerKeepFilesApart) {
 
 TEST_F(DedupTest, OtherFilesystemWorksWithDedupOff) {
   // b1 on a tmpfs of its own: not the store's filesystem.
-  ASSERT_SYS_OK(::mount("tmpfs", Backing(1).c_str(), "tmpfs", 0, "size=16m"));
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } guard{Backing(1)};
+  ScopedTmpfs tmpfs(Backing(1), "16m");
+  ASSERT_TRUE(tmpfs.ok());
   ASSERT_TRUE(StartMount(Args(RoutedArgs())));
   const std::string data = Bytes(30'000, 5);
   ASSERT_TRUE(WriteFile(Mnt("x.one"), data));
@@ -343,11 +356,8 @@ TEST_F(DedupTest, TwoMountsOverOneStoreWritingTheSameContent) {
 // cannot be made, so that change fails with ENOSPC — and nothing shared, stored
 // or written before is damaged. With room again, it works.
 TEST_F(DedupTest, AFullDiskFailsTheChangeAndDamagesNothing) {
-  ASSERT_SYS_OK(::mount("tmpfs", Backing(0).c_str(), "tmpfs", 0, "size=2m"));
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } guard{Backing(0)};
+  ScopedTmpfs tmpfs(Backing(0), "2m");
+  ASSERT_TRUE(tmpfs.ok());
   ASSERT_TRUE(StartMount(Args(SingleArgs())));
   const std::string data = Bytes(600'000, 15);
   ASSERT_TRUE(WriteFile(Mnt("a"), data));
