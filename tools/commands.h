@@ -25,6 +25,13 @@ int cmd_verify(const Context& ctx, bool repair, unsigned jobs);
 
 int cmd_gc(const Context& ctx, bool dry_run);
 
+struct EvictArgs {
+  std::optional<uint64_t> max_size;    // bytes
+  std::optional<uint64_t> older_than;  // seconds
+  bool dry_run = false;
+};
+int cmd_evict(const Context& ctx, const EvictArgs& args);
+
 unsigned default_jobs();
 
 }  // namespace cachefs::tools

@@ -9,13 +9,14 @@
 
 #include "common/error.h"
 #include "tools/commands.h"
+#include "tools/units.h"
 
 namespace {
 
 using namespace cachefs;
 using namespace cachefs::tools;
 
-constexpr const char* kSubcommands = "import, stats, verify, gc";
+constexpr const char* kSubcommands = "import, stats, verify, gc, evict";
 
 std::string one_line(std::string s) {
   for (char& c : s)
@@ -81,6 +82,14 @@ int run(int argc, char** argv) {
   gc->add_flag("-n,--dry-run", gc_dry, "only report what would be removed");
   add_json(gc);
 
+  std::string max_size, older_than;
+  bool evict_dry = false;
+  CLI::App* evict = app.add_subcommand("evict", "remove least recently used files");
+  evict->add_option("--max-size", max_size, "evict until the cache takes at most SIZE (10G, 500M)");
+  evict->add_option("--older-than", older_than, "evict what was not used for AGE (30d, 12h)");
+  evict->add_flag("-n,--dry-run", evict_dry, "only list what would be removed");
+  add_json(evict);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -107,6 +116,32 @@ int run(int argc, char** argv) {
   ::signal(SIGIO, SIG_IGN);
   const auto getenv = [](const char* n) -> const char* { return std::getenv(n); };
 
+  // Mistakes in a subcommand's own arguments come before those in the routes.
+  EvictArgs ea;
+  if (evict->parsed()) {
+    ea.dry_run = evict_dry;
+    if (max_size.empty() == older_than.empty()) {
+      throw UsageError(max_size.empty() ? "evict: give one of --max-size SIZE or --older-than AGE"
+                                        : "evict: give --max-size or --older-than, not both");
+    }
+    if (!max_size.empty()) {
+      ea.max_size = parse_size(max_size);
+      if (!ea.max_size) {
+        throw UsageError::make(
+            "--max-size '{}': not a size (use a number of bytes or e.g. 500M, 1.5G, 2T; K, M, G, T "
+            "are powers of 1024)",
+            max_size);
+      }
+    } else {
+      ea.older_than = parse_age(older_than);
+      if (!ea.older_than) {
+        throw UsageError::make(
+            "--older-than '{}': not an age (use a number and a unit: 45s, 90m, 12h, 30d, 2w)",
+            older_than);
+      }
+    }
+  }
+
   if (stats->parsed() && !mount.empty()) {
     Context ctx;
     ctx.json = json;
@@ -117,7 +152,9 @@ int run(int argc, char** argv) {
   if (import->parsed()) return cmd_import(ctx, import_args);
   if (stats->parsed()) return cmd_stats(ctx);
   if (verify->parsed()) return cmd_verify(ctx, repair, verify_jobs);
-  return cmd_gc(ctx, gc_dry);
+  if (gc->parsed()) return cmd_gc(ctx, gc_dry);
+
+  return cmd_evict(ctx, ea);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // The real cachectl binary on real trees: import deduplicates without changing a
 // byte, converges after being killed, never merges a hash collision; stats,
-// verify and gc report and remove exactly what they should; every
+// verify, gc and evict report and remove exactly what they should; every
 // mistake is one line on stderr and exit status 2.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -471,6 +471,93 @@ TEST_F(Cachectl, GcRemovesOnlyUnreferencedObjects) {
   EXPECT_NE(r.out.find("removed 0 unreferenced objects"), std::string::npos) << r.out;
 }
 
+// --- evict ------------------------------------------------------------------
+
+class Evict : public Cachectl {
+ protected:
+  // Sets a file's last use (atime) `age` seconds ago; mtime older still.
+  void used(const fs::path& p, long age) {
+    const time_t now = ::time(nullptr);
+    const timespec t[2] = {{now - age, 0}, {now - 100 * 86400, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), t, AT_SYMLINK_NOFOLLOW), 0);
+  }
+  void SetUp() override {
+    Cachectl::SetUp();
+    const std::string k8(8192, 'e');
+    write(cache() / "go/old", k8 + "1");
+    write(cache() / "go/older", k8 + "2");
+    write(cache() / "pip/shared", k8 + "3");
+    write(cache() / "npm/shared", k8 + "3");
+    write(cache() / "npm/new", k8 + "4");
+    ASSERT_EQ(run(with_cache({"import"})).code(), 0);
+    used(cache() / "go/older", 9 * 86400);
+    used(cache() / "pip/shared", 8 * 86400);  // the object's atime: both paths
+    used(cache() / "go/old", 5 * 86400);
+    used(cache() / "npm/new", 60);
+    block_ = static_cast<uint64_t>(stat_of(cache() / "go/old").st_blocks) * 512;
+  }
+  uint64_t block_ = 0;
+};
+
+TEST_F(Evict, MaxSizeRemovesLeastRecentlyUsedInodesFirst) {
+  // Four inodes; room for two.
+  Result r = run(with_cache({"evict", "--max-size", std::to_string(2 * block_), "--json"}));
+  ASSERT_EQ(r.code(), 0) << r.err;
+  const Json j = r.json();
+  EXPECT_EQ(num(j, "removed_inodes"), 2u);
+  EXPECT_EQ(num(j, "removed_files"), 3u);
+  EXPECT_EQ(num(j, "removed_objects"), 2u);
+  EXPECT_EQ(num(j, "physical_bytes_after"), 2 * block_);
+  EXPECT_FALSE(fs::exists(cache() / "go/older"));
+  EXPECT_FALSE(fs::exists(cache() / "pip/shared"));
+  EXPECT_FALSE(fs::exists(cache() / "npm/shared"));
+  EXPECT_TRUE(fs::exists(cache() / "go/old"));
+  EXPECT_TRUE(fs::exists(cache() / "npm/new"));
+  EXPECT_TRUE(fs::is_directory(cache() / "pip"));  // cache roots stay
+  EXPECT_EQ(count_objects(), 2u);
+  EXPECT_EQ(run(with_cache({"verify"})).code(), 0);
+  r = run(with_cache({"stats", "--json"}));
+  EXPECT_EQ(num(r.json(), "physical_bytes"), 2 * block_);
+  // Already small enough: nothing more goes.
+  r = run(with_cache({"evict", "--max-size", "1G", "--json"}));
+  EXPECT_EQ(num(r.json(), "removed_files"), 0u);
+}
+
+TEST_F(Evict, OlderThanRemovesWhatWasNotUsedSince) {
+  Result r = run(with_cache({"evict", "--older-than", "7d"}));
+  ASSERT_EQ(r.code(), 0) << r.err;
+  EXPECT_NE(r.out.find("removed 3 files (2 inodes, 2 objects)"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(cache() / "go/older"));
+  EXPECT_FALSE(fs::exists(cache() / "npm/shared"));
+  EXPECT_TRUE(fs::exists(cache() / "go/old"));
+  EXPECT_TRUE(fs::exists(cache() / "npm/new"));
+}
+
+TEST_F(Evict, MtimeCountsAsUseWhenLater) {
+  // A noatime mount never moves atime: a file written recently is still in use.
+  const time_t now = ::time(nullptr);
+  const timespec t[2] = {{now - 50 * 86400, 0}, {now - 60, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (cache() / "go/older").c_str(), t, 0), 0);
+  ASSERT_EQ(run(with_cache({"evict", "--older-than", "7d"})).code(), 0);
+  EXPECT_TRUE(fs::exists(cache() / "go/older"));
+  EXPECT_FALSE(fs::exists(cache() / "pip/shared"));
+}
+
+TEST_F(Evict, DryRunRemovesNothing) {
+  const auto before = contents(cache());
+  const size_t objects = count_objects();
+  Result r = run(with_cache({"evict", "--older-than", "1d", "--dry-run"}));
+  ASSERT_EQ(r.code(), 0) << r.err;
+  EXPECT_NE(r.out.find("would remove"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find((cache() / "go/older").string()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find((cache() / "npm/shared").string()), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find((cache() / "npm/new").string()), std::string::npos) << r.out;
+  r = run(with_cache({"evict", "--max-size", "0", "--dry-run", "--json"}));
+  EXPECT_EQ(num(r.json(), "removed_inodes"), 4u);
+  EXPECT_EQ(contents(cache()), before);
+  EXPECT_EQ(count_objects(), objects);
+}
+
 // --- progress ---------------------------------------------------------------
 
 TEST_F(Cachectl, ProgressOnlyOnATerminal) {
@@ -502,6 +589,12 @@ TEST_F(Cachectl, BadInputIsOneLineAndExitTwo) {
   expect_usage_error({}, "missing subcommand");
   expect_usage_error({"frobnicate"}, "unknown subcommand 'frobnicate'");
   expect_usage_error({"--cache-dir", c, "frobnicate"}, "unknown subcommand 'frobnicate'");
+  expect_usage_error(with_cache({"evict", "--max-size", "10Q"}), "--max-size '10Q': not a size");
+  expect_usage_error(with_cache({"evict", "--max-size", "1.5"}), "--max-size '1.5'");
+  expect_usage_error(with_cache({"evict", "--older-than", "3x"}), "--older-than '3x': not an age");
+  expect_usage_error(with_cache({"evict", "--older-than", "30"}), "--older-than '30'");
+  expect_usage_error(with_cache({"evict"}), "give one of --max-size SIZE or --older-than AGE");
+  expect_usage_error(with_cache({"evict", "--max-size", "1G", "--older-than", "1d"}), "not both");
   expect_usage_error(with_cache({"import", (root_ / "nope").string()}),
                      "import: DIR '" + (root_ / "nope").string() + "': No such file or directory");
   write(root_ / "file", "x");
@@ -510,6 +603,7 @@ TEST_F(Cachectl, BadInputIsOneLineAndExitTwo) {
   for (const char* cmd : {"stats", "verify", "gc"}) {
     expect_usage_error(with_cache({cmd}), "store '" + store().string() + "'");
   }
+  expect_usage_error(with_cache({"evict", "--older-than", "1d"}), "store '" + store().string());
   // A directory that is not a store is refused, never initialised.
   write(root_ / "notstore/precious", "data");
   for (const char* cmd : {"import", "stats", "verify", "gc"}) {
@@ -551,10 +645,10 @@ TEST_F(Cachectl, HelpAndVersion) {
   Result r = run({"--help"});
   EXPECT_EQ(r.code(), 0);
   EXPECT_NE(r.out.find("--cache-dir"), std::string::npos);
-  EXPECT_NE(r.out.find("verify"), std::string::npos);
-  r = run({"verify", "--help"});
+  EXPECT_NE(r.out.find("evict"), std::string::npos);
+  r = run({"evict", "--help"});
   EXPECT_EQ(r.code(), 0);
-  EXPECT_NE(r.out.find("--repair"), std::string::npos);
+  EXPECT_NE(r.out.find("--max-size"), std::string::npos);
   r = run({"--version"});
   EXPECT_EQ(r.out.rfind("cachectl ", 0), 0u);
 }
