@@ -209,6 +209,48 @@ ConfigFileSettings read_config_file(const std::string& path) {
   return s;
 }
 
+RouteSettings merge_route_settings(const RouteFlags& flags, const GetEnv& getenv) {
+  RouteSettings out;
+  if (!flags.config.empty()) out.file = read_config_file(flags.config);
+  const ConfigFileSettings& file = out.file;
+
+  auto pick = [&](const std::string& flag, const std::string& from_file,
+                  const char* env) -> std::pair<std::string, std::string> {
+    if (!flag.empty()) return {flag, "flag"};
+    if (!from_file.empty()) return {from_file, "config"};
+    if (auto v = env_value(getenv, env)) return {*v, env};
+    return {"", ""};
+  };
+
+  // Routes: a flag replaces the config file's list, which replaces the environment's.
+  if (!flags.define_cache_directories.empty()) {
+    out.routes = parse_route_spec(flags.define_cache_directories);
+  } else if (!file.routes.empty()) {
+    out.routes = file.routes;
+  } else if (auto v = env_value(getenv, "CACHEFS_DEFINE_CACHE_DIRECTORIES")) {
+    try {
+      out.routes = parse_route_spec(*v);
+    } catch (const UsageError& e) {
+      std::string m = e.what();
+      m.replace(0, std::strlen("--define-cache-directories"), "CACHEFS_DEFINE_CACHE_DIRECTORIES");
+      throw UsageError(m);
+    }
+  }
+  const auto [dir, dir_from] =
+      pick(flags.cache_directory, file.cache_directory, "CACHEFS_CACHE_DIRECTORY");
+  if (!dir.empty()) out.routes.push_back({dir, ""});
+
+  const auto [pol, pol_from] =
+      pick(flags.resolution_policy, file.resolution_policy, "CACHEFS_RESOLUTION_POLICY");
+  if (!pol.empty()) {
+    out.policy = parse_resolution_policy(pol, pol_from == "flag"     ? "--resolution-policy"
+                                              : pol_from == "config" ? flags.config
+                                                                     : pol_from);
+  }
+  out.store_dir = !flags.store.empty() ? flags.store : file.store;
+  return out;
+}
+
 bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, MountConfig& out) {
   // First pass: pull out -o values so their cachefs keys can become flags.
   std::vector<std::string> raw(argv + 1, argv + argc);
@@ -323,43 +365,11 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
     cache_dir = source;
   }
 
-  ConfigFileSettings file;
-  if (!config.empty()) file = read_config_file(config);
-
-  auto pick = [&](std::string flag, const std::string& from_file,
-                  const char* env) -> std::pair<std::string, std::string> {
-    if (!flag.empty()) return {flag, "flag"};
-    if (!from_file.empty()) return {from_file, "config"};
-    if (env != nullptr) {
-      if (auto v = env_value(getenv, env)) return {*v, env};
-    }
-    return {"", ""};
-  };
-
-  // Routes: a flag replaces the config file's list, which replaces the environment's.
-  if (!define.empty()) {
-    out.routes = parse_route_spec(define);
-  } else if (!file.routes.empty()) {
-    out.routes = file.routes;
-  } else if (auto v = env_value(getenv, "CACHEFS_DEFINE_CACHE_DIRECTORIES")) {
-    try {
-      out.routes = parse_route_spec(*v);
-    } catch (const UsageError& e) {
-      std::string m = e.what();
-      m.replace(0, std::strlen("--define-cache-directories"), "CACHEFS_DEFINE_CACHE_DIRECTORIES");
-      throw UsageError(m);
-    }
-  }
-  const auto [dir, dir_from] = pick(cache_dir, file.cache_directory, "CACHEFS_CACHE_DIRECTORY");
-  if (!dir.empty()) out.routes.push_back({dir, ""});
-
-  const auto [pol, pol_from] = pick(policy, file.resolution_policy, "CACHEFS_RESOLUTION_POLICY");
-  if (!pol.empty()) {
-    out.policy = parse_resolution_policy(pol, pol_from == "flag"     ? "--resolution-policy"
-                                              : pol_from == "config" ? config
-                                                                     : pol_from);
-  }
-  const auto [wm, wm_from] = pick(write_mode, file.write_mode, nullptr);
+  RouteSettings merged = merge_route_settings({cache_dir, define, config, policy, store}, getenv);
+  out.routes = std::move(merged.routes);
+  out.policy = merged.policy;
+  const ConfigFileSettings& file = merged.file;
+  const std::string wm = !write_mode.empty() ? write_mode : file.write_mode;
   if (wm.empty()) {
     out.write_mode = read_only_opt ? WriteMode::kReadonly : WriteMode::kPassthrough;
   } else if (wm == "passthrough") {
@@ -369,7 +379,7 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   } else {
     throw UsageError::make("--write-mode: unknown mode '{}' (use passthrough or readonly)", wm);
   }
-  out.store_dir = !store.empty() ? store : file.store;
+  out.store_dir = merged.store_dir;
   if (dedup == "off") {
     out.dedup = false;
   } else if (!dedup.empty() && dedup != "on") {

@@ -57,6 +57,26 @@ struct ConfigFileSettings {
 };
 ConfigFileSettings read_config_file(const std::string& path);
 
+// The route settings as given on a command line (empty: not given), and what they
+// come to after merging flag > --config file > CACHEFS_* environment. Shared by
+// cachefs and cachectl so both read routes the same way.
+struct RouteFlags {
+  std::string cache_directory;
+  std::string define_cache_directories;
+  std::string config;
+  std::string resolution_policy;
+  std::string store;
+};
+struct RouteSettings {
+  std::vector<RouteSpec> routes;  // candidate order; the default directory last
+  ResolutionPolicy policy = ResolutionPolicy::kStrict;
+  std::string store_dir;    // flag, else the config file's; empty if neither
+  ConfigFileSettings file;  // the --config file, for settings beyond routes
+};
+// Throws UsageError naming the flag, file position or variable at fault. Regexes
+// are not compiled here (RouteTable does that).
+RouteSettings merge_route_settings(const RouteFlags& flags, const GetEnv& getenv);
+
 // Makes every directory absolute and canonical, checks that backing directories
 // exist, creates the store directory if needed, and refuses layouts that would
 // make the mount see itself. Throws UsageError.

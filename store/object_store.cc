@@ -314,17 +314,28 @@ UniqueFd Store::private_copy(int dirfd, int src, const struct stat& st, uint64_t
 
 void Store::for_each_object(
     const std::function<void(int, const char*, const std::optional<ObjectKey>&)>& fn) const {
+  for_each_entry([&](int dirfd, const std::string& fan, const char* name,
+                     const std::optional<ObjectKey>& key) {
+    if (!fan.empty()) fn(dirfd, name, key);
+  });
+}
+
+void Store::for_each_entry(const std::function<void(int, const std::string&, const char*,
+                                                    const std::optional<ObjectKey>&)>& fn) const {
   std::vector<std::string> fans;
   list_dir(objects_.get(), [&](const char* n) { fans.emplace_back(n); });
   std::sort(fans.begin(), fans.end());
   for (const std::string& fan : fans) {
     UniqueFd dir(
         ::openat(objects_.get(), fan.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir) continue;
+    if (!dir) {
+      if (errno == ENOTDIR || errno == ELOOP) fn(objects_.get(), "", fan.c_str(), std::nullopt);
+      continue;
+    }
     list_dir(dir.get(), [&](const char* n) {
       auto key = ObjectKey::parse(n);
       if (key && key->fanout() != fan) key.reset();
-      fn(dir.get(), n, key);
+      fn(dir.get(), fan, n, key);
     });
   }
 }

@@ -114,6 +114,12 @@ class Store {
       const std::function<void(int dirfd, const char* name, const std::optional<ObjectKey>&)>& fn)
       const;
 
+  // The same walk for reports and repairs that must name what they find: also
+  // passes the fan-out directory's name, and entries of objects/ itself that are
+  // not directories (fan "", dirfd objects_fd(), key nullopt).
+  void for_each_entry(const std::function<void(int dirfd, const std::string& fan, const char* name,
+                                               const std::optional<ObjectKey>&)>& fn) const;
+
   // Moves a damaged object out of objects/ into quarantine/.
   int quarantine(int dirfd, const char* name) const;
 

@@ -180,6 +180,24 @@ TEST(ConfigFile, FlagBeatsFileBeatsEnvironment) {
   EXPECT_EQ(cfg.policy, ResolutionPolicy::kStrict);
 }
 
+TEST(ConfigFile, MergedRouteSettingsAreWhatTheDaemonReads) {
+  // cachectl reads routes through merge_route_settings; it must agree with cachefs.
+  TempDir t;
+  std::ofstream(t / "c.yaml") << "cache-directory: /file\nstore: /file/s\n"
+                                 "routes:\n  - {directory: /r, regex: '^/go/'}\n";
+  Env env{{{"CACHEFS_CACHE_DIRECTORY", "/env"}, {"CACHEFS_RESOLUTION_POLICY", "weak"}}};
+  RouteSettings s = merge_route_settings({"", "", t / "c.yaml", "", ""}, env.fn());
+  auto cfg = parse({"--config", t / "c.yaml", "/mnt"}, env);
+  EXPECT_EQ(s.routes, cfg.routes);
+  EXPECT_EQ(s.policy, cfg.policy);
+  EXPECT_EQ(s.policy, ResolutionPolicy::kWeak);
+  EXPECT_EQ(s.store_dir, "/file/s");
+  s = merge_route_settings({"/flag", "/a=x", "", "strict", "/st"}, env.fn());
+  EXPECT_EQ(s.routes, (std::vector<RouteSpec>{{"/a", "x"}, {"/flag", ""}}));
+  EXPECT_EQ(s.policy, ResolutionPolicy::kStrict);
+  EXPECT_EQ(s.store_dir, "/st");
+}
+
 TEST(ConfigFile, ErrorsNameFileLineAndField) {
   TempDir t;
   std::ofstream(t / "a.yaml") << "cache-directory: /d\nroutez: []\n";

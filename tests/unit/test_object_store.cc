@@ -213,6 +213,36 @@ TEST_F(StoreTest, PrivateCopyKeepsMetadataAndTruncates) {
   EXPECT_EQ(cs.st_nlink, 0u);
 }
 
+TEST_F(StoreTest, ForEachEntryNamesFanOutsAndStrays) {
+  auto s = Store::open((root_ / "store").string(), true);
+  write(root_ / "tree" / "a", "object bytes");
+  ASSERT_EQ(dedup(*s, root_ / "tree" / "a"), "adopted");
+  write(root_ / "store" / "objects" / "README", "not a fan-out directory");
+  fs::create_directories(root_ / "store" / "objects" / "zz");
+  write(root_ / "store" / "objects" / "zz" / "junk", "a stray name");
+  std::vector<std::string> strays;
+  int objects = 0;
+  s->for_each_entry([&](int dirfd, const std::string& fan, const char* name,
+                        const std::optional<ObjectKey>& key) {
+    struct stat st {};
+    EXPECT_EQ(::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW), 0) << fan << "/" << name;
+    if (key) {
+      EXPECT_EQ(fan, key->fanout());
+      ++objects;
+    } else {
+      strays.push_back(fan + "/" + name);
+    }
+  });
+  EXPECT_EQ(objects, 1);
+  EXPECT_EQ(strays, (std::vector<std::string>{"/README", "zz/junk"}));
+  // for_each_object sees what is inside fan-out directories only, as before.
+  std::vector<std::string> names;
+  s->for_each_object([&](int, const char* name, const std::optional<ObjectKey>& key) {
+    names.push_back(key ? "object" : name);
+  });
+  EXPECT_EQ(names, (std::vector<std::string>{"object", "junk"}));
+}
+
 TEST_F(StoreTest, CleanTmpRemovesLeftoversOfDeadProcesses) {
   auto s = Store::open((root_ / "store").string(), true);
   write(root_ / "store" / "tmp" / "999999999-0", "left by a dead process");
