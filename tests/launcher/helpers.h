@@ -1,4 +1,5 @@
-// Shared by the launcher tests: parsing inline YAML and catching the one-line errors.
+// Shared by the launcher tests: building plans from inline YAML and catching the
+// one-line errors.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,8 +12,8 @@
 
 #include "common/error.h"
 #include "launcher/build_file.h"
-
-
+#include "launcher/pipeline_library.h"
+#include "launcher/plan.h"
 
 namespace cachefs::launcher::testing {
 
@@ -27,8 +28,31 @@ inline std::string error_of(const std::function<void()>& fn) {
   return "(no error)";
 }
 
+inline PlanOptions default_options() {
+  PlanOptions o;
+  o.pipeline_dirs = pipeline_search_path({});
+  o.arch = "x86_64";
+  return o;
+}
+
+inline Plan plan_of(const std::string& yaml, const PlanOptions& options = default_options()) {
+  return resolve_plan(parse_build_yaml(yaml, "pkg.yaml"), options);
+}
+
+inline std::string plan_error(const std::string& yaml,
+                              const PlanOptions& options = default_options()) {
+  return error_of([&] { plan_of(yaml, options); });
+}
+
 inline std::string parse_error(const std::string& yaml) {
   return error_of([&] { parse_build_yaml(yaml, "pkg.yaml"); });
+}
+
+inline const PlanStep* find_step(const PackagePlan& p, const std::string& name) {
+  for (const PlanStep& s : p.steps) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
 }
 
 class TempDir {
