@@ -9,7 +9,7 @@ PKGS=(
   libfuse3-dev fuse3 liburing-dev libxxhash-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcurl4-openssl-dev
   # tests
-  attr python3 bubblewrap
+  attr python3 bubblewrap curl
   # benchmarks (peers to compare against)
   bindfs fuse-overlayfs mergerfs
 )
