@@ -68,7 +68,8 @@ void expand(std::string& out, std::string_view tmpl, const RE2& re,
     std::size_t next;
     if (tmpl[i + 1] == '{') {
       const std::size_t close = tmpl.find('}', i + 2);
-      name = close == std::string_view::npos ? std::string_view() : tmpl.substr(i + 2, close - i - 2);
+      name =
+          close == std::string_view::npos ? std::string_view() : tmpl.substr(i + 2, close - i - 2);
       next = close + 1;
     } else {
       std::size_t j = i + 1;
@@ -156,15 +157,20 @@ class Resolver {
     const std::string& ctx = parent.context;
     if (parent.depth > kMaxNesting) {
       fail(s.where, s.field,
-           fmt::format("steps nest more than {} deep (does a pipeline use itself?){}", kMaxNesting, ctx));
+           fmt::format("steps nest more than {} deep (does a pipeline use itself?){}", kMaxNesting,
+                       ctx));
     }
 
     std::string own_name;
-    if (s.name) own_name = substitute(*s.name, scope, s.field + ".name", ctx);
-    else if (s.uses) own_name = s.uses->value;
+    if (s.name)
+      own_name = substitute(*s.name, scope, s.field + ".name", ctx);
+    else if (s.uses)
+      own_name = s.uses->value;
     std::string display;
-    if (parent.prefix.empty()) display = own_name.empty() ? s.field : own_name;
-    else display = own_name.empty() ? parent.prefix : parent.prefix + "/" + own_name;
+    if (parent.prefix.empty())
+      display = own_name.empty() ? s.field : own_name;
+    else
+      display = own_name.empty() ? parent.prefix : parent.prefix + "/" + own_name;
 
     bool emit = parent.emit;
     if (s.if_ && !s.if_->value.empty()) {
@@ -263,8 +269,8 @@ class Resolver {
       if (emit) add_package(pkg);
     }
 
-    Frame child{&child_scope, display, std::move(workdir), std::move(env), used_at, emit,
-                parent.depth + 1};
+    Frame child{&child_scope, display, std::move(workdir), std::move(env),
+                used_at,      emit,    parent.depth + 1};
     steps(pf->pipeline, child, out);
   }
 
@@ -306,12 +312,11 @@ void set_package_scope(Scope& scope, const BuildFile& file, const std::string& a
 }
 
 void apply_vars(Scope& scope, const BuildFile& file, const PlanOptions& options) {
-  for (const auto& [k, v] : file.vars) {
-    auto over = options.vars.find(k);
-    scope.set("vars." + k, over != options.vars.end() ? over->second
-                                                       : substitute(v, scope, "vars." + k));
-  }
+  // The caller's vars come first and win, so the file's own vars may use them.
   for (const auto& [k, v] : options.vars) scope.set("vars." + k, v);
+  for (const auto& [k, v] : file.vars) {
+    if (options.vars.count(k) == 0) scope.set("vars." + k, substitute(v, scope, "vars." + k));
+  }
   for (const VarTransform& t : file.var_transforms) {
     const std::string from = substitute(t.from, scope, t.field + ".from");
     RE2::Options re_options;
@@ -345,9 +350,12 @@ Plan resolve_plan(const BuildFile& file, const PlanOptions& options) {
   Plan plan;
   plan.arch = options.arch.empty() ? host_arch() : options.arch;
   const Package& p = file.package;
-  plan.package = PackageInfo{p.name.value,        p.version.value,
-                             p.epoch,             p.description.value,
-                             fmt::format("{}-r{}", p.version.value, p.epoch), p.resources};
+  plan.package = PackageInfo{p.name.value,
+                             p.version.value,
+                             p.epoch,
+                             p.description.value,
+                             fmt::format("{}-r{}", p.version.value, p.epoch),
+                             p.resources};
 
   Scope base;
   set_package_scope(base, file, plan.arch);

@@ -18,12 +18,12 @@ std::string with_pipeline(const std::string& steps) {
 }
 
 TEST(Plan, PackageSubstitutions) {
-  const Plan p = plan_of(with_pipeline(
-      "  - runs: |\n"
-      "      echo ${{package.name}} ${{package.version}} ${{package.epoch}}\n"
-      "      echo ${{package.full-version}} '${{package.description}}'\n"
-      "      echo ${{targets.destdir}} ${{targets.contextdir}} ${{targets.outdir}}\n"
-      "      echo ${{build.arch}} ${{context.name}}\n"));
+  const Plan p = plan_of(
+      with_pipeline("  - runs: |\n"
+                    "      echo ${{package.name}} ${{package.version}} ${{package.epoch}}\n"
+                    "      echo ${{package.full-version}} '${{package.description}}'\n"
+                    "      echo ${{targets.destdir}} ${{targets.contextdir}} ${{targets.outdir}}\n"
+                    "      echo ${{build.arch}} ${{context.name}}\n"));
   EXPECT_EQ(p.package.name, "hello");
   EXPECT_EQ(p.package.full_version, "1.2.3-r4");
   ASSERT_EQ(p.builds.size(), 1u);
@@ -82,10 +82,10 @@ TEST(Plan, CallerVarsOverride) {
   PlanOptions o = default_options();
   o.vars = {{"a", "from-caller"}, {"extra", "e"}};
   const Plan p = plan_of(std::string(kHead) +
-                         "vars:\n  a: from-file\n"
-                         "pipeline:\n  - runs: echo ${{vars.a}} ${{vars.extra}}\n",
+                             "vars:\n  a: from-file\n  b: ${{vars.extra}}-b\n"
+                             "pipeline:\n  - runs: echo ${{vars.a}} ${{vars.extra}} ${{vars.b}}\n",
                          o);
-  EXPECT_EQ(p.builds[0].steps[0].script, "echo from-caller e");
+  EXPECT_EQ(p.builds[0].steps[0].script, "echo from-caller e e-b");
 }
 
 TEST(Plan, VarTransforms) {
@@ -132,23 +132,24 @@ TEST(Plan, VarTransformErrors) {
 }
 
 TEST(Plan, WorkingDirectories) {
-  const Plan p = plan_of(with_pipeline("  - name: abs\n"
-                                       "    working-directory: /tmp/x/\n"
-                                       "    runs: a\n"
-                                       "  - name: rel\n"
-                                       "    working-directory: src/../build\n"
-                                       "    runs: b\n"
-                                       "  - name: outer\n"
-                                       "    working-directory: src\n"
-                                       "    pipeline:\n"
-                                       "      - name: inherit\n"
-                                       "        runs: c\n"
-                                       "      - name: inner\n"
-                                       "        working-directory: lib\n"
-                                       "        runs: d\n"
-                                       "      - name: inner-abs\n"
-                                       "        working-directory: ${{targets.destdir}}\n"
-                                       "        runs: e\n"));
+  const Plan p =
+      plan_of(with_pipeline("  - name: abs\n"
+                            "    working-directory: /tmp/x/\n"
+                            "    runs: a\n"
+                            "  - name: rel\n"
+                            "    working-directory: src/../build\n"
+                            "    runs: b\n"
+                            "  - name: outer\n"
+                            "    working-directory: src\n"
+                            "    pipeline:\n"
+                            "      - name: inherit\n"
+                            "        runs: c\n"
+                            "      - name: inner\n"
+                            "        working-directory: lib\n"
+                            "        runs: d\n"
+                            "      - name: inner-abs\n"
+                            "        working-directory: ${{targets.destdir}}\n"
+                            "        runs: e\n"));
   const PackagePlan& b = p.builds[0];
   ASSERT_EQ(b.steps.size(), 5u);
   EXPECT_EQ(find_step(b, "abs")->working_directory, "/tmp/x");
@@ -237,22 +238,23 @@ TEST(Plan, ApplyCacheEnvironmentDirectly) {
 }
 
 TEST(Plan, FalseConditionsSkipStepsAndTheirChildren) {
-  const Plan p = plan_of(with_pipeline("  - name: first\n"
-                                       "    runs: a\n"
-                                       "  - name: arm-only\n"
-                                       "    if: ${{build.arch}} == 'aarch64'\n"
-                                       "    runs: b\n"
-                                       "  - name: group\n"
-                                       "    if: ${{build.arch}} != x86_64\n"
-                                       "    pipeline:\n"
-                                       "      - name: child\n"
-                                       "        runs: c\n"
-                                       "  - name: x86-only\n"
-                                       "    if: ${{build.arch}} == 'x86_64' && (a == b || c == c)\n"
-                                       "    runs: d\n"
-                                       "  - name: empty-if\n"
-                                       "    if: ''\n"
-                                       "    runs: e\n"));
+  const Plan p =
+      plan_of(with_pipeline("  - name: first\n"
+                            "    runs: a\n"
+                            "  - name: arm-only\n"
+                            "    if: ${{build.arch}} == 'aarch64'\n"
+                            "    runs: b\n"
+                            "  - name: group\n"
+                            "    if: ${{build.arch}} != x86_64\n"
+                            "    pipeline:\n"
+                            "      - name: child\n"
+                            "        runs: c\n"
+                            "  - name: x86-only\n"
+                            "    if: ${{build.arch}} == 'x86_64' && (a == b || c == c)\n"
+                            "    runs: d\n"
+                            "  - name: empty-if\n"
+                            "    if: ''\n"
+                            "    runs: e\n"));
   const PackagePlan& b = p.builds[0];
   std::vector<std::string> names;
   for (const auto& s : b.steps) names.push_back(s.name);
@@ -280,38 +282,40 @@ TEST(Plan, MalformedCondition) {
 }
 
 TEST(Plan, NestedStepNames) {
-  const Plan p = plan_of(with_pipeline("  - name: outer\n"
-                                       "    runs: o\n"
-                                       "    pipeline:\n"
-                                       "      - name: mid\n"
-                                       "        pipeline:\n"
-                                       "          - name: leaf\n"
-                                       "            runs: l\n"
-                                       "          - runs: unnamed\n"
-                                       "  - runs: top\n"));
+  const Plan p =
+      plan_of(with_pipeline("  - name: outer\n"
+                            "    runs: o\n"
+                            "    pipeline:\n"
+                            "      - name: mid\n"
+                            "        pipeline:\n"
+                            "          - name: leaf\n"
+                            "            runs: l\n"
+                            "          - runs: unnamed\n"
+                            "  - runs: top\n"));
   std::vector<std::string> names;
   for (const auto& s : p.builds[0].steps) names.push_back(s.name);
   EXPECT_THAT(names, ElementsAre("outer", "outer/mid/leaf", "outer/mid", "pipeline[1]"));
 }
 
 TEST(Plan, Subpackages) {
-  const Plan p = plan_of(std::string(kHead) +
-                         "pipeline:\n"
-                         "  - runs: make install DESTDIR=${{targets.destdir}}\n"
-                         "subpackages:\n"
-                         "  - name: ${{package.name}}-dev\n"
-                         "    description: headers for ${{package.name}}\n"
-                         "    pipeline:\n"
-                         "      - runs: |\n"
-                         "          mv ${{targets.destdir}}/usr/include ${{targets.subpkgdir}}/usr/\n"
-                         "          echo ${{targets.contextdir}} ${{context.name}} ${{subpkg.name}}\n"
-                         "  - name: hello-arm\n"
-                         "    if: ${{build.arch}} == aarch64\n"
-                         "    pipeline:\n"
-                         "      - runs: x\n"
-                         "  - name: hello-doc\n"
-                         "    pipeline:\n"
-                         "      - uses: autoconf/make-install\n");
+  const Plan p =
+      plan_of(std::string(kHead) +
+              "pipeline:\n"
+              "  - runs: make install DESTDIR=${{targets.destdir}}\n"
+              "subpackages:\n"
+              "  - name: ${{package.name}}-dev\n"
+              "    description: headers for ${{package.name}}\n"
+              "    pipeline:\n"
+              "      - runs: |\n"
+              "          mv ${{targets.destdir}}/usr/include ${{targets.subpkgdir}}/usr/\n"
+              "          echo ${{targets.contextdir}} ${{context.name}} ${{subpkg.name}}\n"
+              "  - name: hello-arm\n"
+              "    if: ${{build.arch}} == aarch64\n"
+              "    pipeline:\n"
+              "      - runs: x\n"
+              "  - name: hello-doc\n"
+              "    pipeline:\n"
+              "      - uses: autoconf/make-install\n");
   ASSERT_EQ(p.builds.size(), 3u);
   EXPECT_EQ(p.builds[1].name, "hello-dev");
   EXPECT_TRUE(p.builds[1].subpackage);
@@ -324,13 +328,15 @@ TEST(Plan, Subpackages) {
   EXPECT_EQ(p.skipped_subpackages[0].name, "hello-arm");
   EXPECT_EQ(p.builds[2].name, "hello-doc");
   // A pipeline used by a subpackage installs into the subpackage.
-  EXPECT_THAT(p.builds[2].steps[0].script, HasSubstr("DESTDIR='/home/build/melange-out/hello-doc'"));
+  EXPECT_THAT(p.builds[2].steps[0].script,
+              HasSubstr("DESTDIR='/home/build/melange-out/hello-doc'"));
 }
 
 TEST(Plan, SubpackageErrors) {
-  EXPECT_THAT(plan_error(std::string(kHead) +
-                         "subpackages:\n  - name: x\n    if: a ==\n    pipeline:\n      - runs: y\n"),
-              StartsWith("pkg.yaml:8:13: subpackages[0].if: in condition"));
+  EXPECT_THAT(
+      plan_error(std::string(kHead) +
+                 "subpackages:\n  - name: x\n    if: a ==\n    pipeline:\n      - runs: y\n"),
+      StartsWith("pkg.yaml:8:13: subpackages[0].if: in condition"));
   EXPECT_THAT(plan_error(std::string(kHead) +
                          "subpackages:\n  - name: x\n    pipeline:\n      - runs: ${{inputs.a}}\n"),
               StartsWith("pkg.yaml:9:15: subpackages[0].pipeline[0].runs: undefined"));
@@ -413,10 +419,11 @@ TEST(Uses, ExpandsPipelineWithInputsAndDefaults) {
 }
 
 TEST(Uses, StepEnvironmentAndWorkingDirectoryReachThePipeline) {
-  const Plan p = plan_of(with_pipeline("  - uses: autoconf/make\n"
-                                       "    working-directory: src\n"
-                                       "    environment:\n"
-                                       "      CFLAGS: -O2\n"));
+  const Plan p =
+      plan_of(with_pipeline("  - uses: autoconf/make\n"
+                            "    working-directory: src\n"
+                            "    environment:\n"
+                            "      CFLAGS: -O2\n"));
   const PlanStep& s = p.builds[0].steps.at(0);
   EXPECT_EQ(s.name, "autoconf/make");
   EXPECT_EQ(s.working_directory, "/home/build/src");
@@ -445,7 +452,8 @@ TEST(Uses, UnknownInput) {
 }
 
 TEST(Uses, MissingRequiredInput) {
-  const std::string e = plan_error(with_pipeline("  - uses: fetch\n    with:\n      extract: false\n"));
+  const std::string e =
+      plan_error(with_pipeline("  - uses: fetch\n    with:\n      extract: false\n"));
   EXPECT_THAT(e, StartsWith("pkg.yaml:7:5: pipeline[0].with: missing required input 'uri' of "
                             "pipeline 'fetch'"));
   EXPECT_THAT(e, HasSubstr("fetch.yaml:"));
@@ -455,9 +463,10 @@ TEST(Uses, MissingRequiredInput) {
 }
 
 TEST(Uses, DigestsAreChecked) {
-  EXPECT_THAT(plan_error(with_pipeline("  - uses: fetch\n    with:\n      uri: x\n"
-                                       "      expected-sha256: abc\n")),
-              StartsWith("pkg.yaml:10:24: pipeline[0].with.expected-sha256: must be 64 hex digits"));
+  EXPECT_THAT(
+      plan_error(with_pipeline("  - uses: fetch\n    with:\n      uri: x\n"
+                               "      expected-sha256: abc\n")),
+      StartsWith("pkg.yaml:10:24: pipeline[0].with.expected-sha256: must be 64 hex digits"));
   EXPECT_THAT(plan_error(with_pipeline("  - uses: git-checkout\n    with:\n      repository: x\n"
                                        "      expected-commit: zzzz\n")),
               HasSubstr("pipeline[0].with.expected-commit: must be 40 hex digits"));
@@ -478,10 +487,12 @@ TEST(Uses, ErrorsInsidePipelineFilesNameThatFileAndTheUse) {
   PlanOptions o = default_options();
   o.pipeline_dirs.insert(o.pipeline_dirs.begin(), dir.path());
   EXPECT_EQ(plan_error(with_pipeline("  - uses: bad\n"), o),
-            bad + ":6:12: pipeline[0].runs: undefined substitution '${{inputs.b}}' (defined: a) "
-                  "(in pipeline 'bad', used at pkg.yaml:7:11: pipeline[0].uses)");
-  EXPECT_THAT(plan_error(with_pipeline("  - uses: broken\n"), o),
-              StartsWith((dir.path() / "broken.yaml").string() + ":2:5: pipeline[0].runz: unknown key"));
+            bad +
+                ":6:12: pipeline[0].runs: undefined substitution '${{inputs.b}}' (defined: a) "
+                "(in pipeline 'bad', used at pkg.yaml:7:11: pipeline[0].uses)");
+  EXPECT_THAT(
+      plan_error(with_pipeline("  - uses: broken\n"), o),
+      StartsWith((dir.path() / "broken.yaml").string() + ":2:5: pipeline[0].runz: unknown key"));
   EXPECT_THAT(plan_error(with_pipeline("  - uses: broken\n"), o),
               HasSubstr("(in pipeline 'broken', used at pkg.yaml:7:11: pipeline[0].uses)"));
   // Two levels: both uses are named, innermost first.
@@ -509,7 +520,8 @@ TEST(Uses, NestedPipelinesSeeTheirOwnInputs) {
             "  - runs: echo inner ${{inputs.what}} ${{inputs.flavor}}\n");
   PlanOptions o = default_options();
   o.pipeline_dirs.insert(o.pipeline_dirs.begin(), dir.path());
-  const Plan p = plan_of(with_pipeline("  - uses: lang/outer\n    with:\n      flavor: spicy\n"), o);
+  const Plan p =
+      plan_of(with_pipeline("  - uses: lang/outer\n    with:\n      flavor: spicy\n"), o);
   const auto& steps = p.builds[0].steps;
   ASSERT_EQ(steps.size(), 2u);
   EXPECT_EQ(steps[0].name, "lang/outer/prepare");
@@ -540,8 +552,9 @@ TEST(Uses, CyclesAreCaught) {
 }
 
 TEST(Uses, SkippedUsesContributeNoPackages) {
-  const Plan p = plan_of(with_pipeline("  - uses: git-checkout\n    if: a == b\n"
-                                       "    with:\n      repository: x\n"));
+  const Plan p =
+      plan_of(with_pipeline("  - uses: git-checkout\n    if: a == b\n"
+                            "    with:\n      repository: x\n"));
   EXPECT_TRUE(p.packages.empty());
   EXPECT_EQ(p.builds[0].skipped.at(0).name, "git-checkout");
 }
