@@ -75,8 +75,8 @@ class Reader {
   // Visits a mapping's entries, rejecting duplicate and unknown keys. `known` keys
   // go to `fn`; `ignored` ones are melange fields we accept and skip.
   void entries(const YAML::Node& map, const std::string& field, Keys known, Keys ignored,
-               const std::function<void(const std::string&, const YAML::Node&,
-                                        const YAML::Node&)>& fn) const {
+               const std::function<void(const std::string&, const YAML::Node&, const YAML::Node&)>&
+                   fn) const {
     if (map.IsNull()) return;
     if (!map.IsMap()) fail(loc(map), field, fmt::format("must be a mapping, not {}", kind_of(map)));
     std::set<std::string> seen;
@@ -183,7 +183,8 @@ class Reader {
     Step s;
     s.where = loc(n);
     s.field = field;
-    if (!n.IsMap()) fail(s.where, field, fmt::format("a step must be a mapping, not {}", kind_of(n)));
+    if (!n.IsMap())
+      fail(s.where, field, fmt::format("a step must be a mapping, not {}", kind_of(n)));
     std::optional<Location> with_at;
     entries(n, field,
             {"name", "runs", "uses", "with", "if", "working-directory", "environment", "pipeline"},
@@ -257,10 +258,12 @@ Package parse_package(const Reader& r, const YAML::Node& n, const YAML::Node& ke
                 have_version = !p.version.value.empty();
               } else if (k == "epoch") {
                 const Text t = r.text(v, kn, f);
-                const bool digits =
-                    !t.value.empty() && t.value.size() <= 19 &&
-                    std::all_of(t.value.begin(), t.value.end(), [](char c) { return c >= '0' && c <= '9'; });
-                if (!digits) fail(t.where, f, fmt::format("must be a non-negative integer, not '{}'", t.value));
+                const bool digits = !t.value.empty() && t.value.size() <= 19 &&
+                                    std::all_of(t.value.begin(), t.value.end(),
+                                                [](char c) { return c >= '0' && c <= '9'; });
+                if (!digits)
+                  fail(t.where, f,
+                       fmt::format("must be a non-negative integer, not '{}'", t.value));
                 p.epoch = std::stoull(t.value);
               } else if (k == "description") {
                 p.description = r.text(v, kn, f);
@@ -268,7 +271,8 @@ Package parse_package(const Reader& r, const YAML::Node& n, const YAML::Node& ke
                 r.entries(v, f, {"cpu", "memory"}, {"cpumodel", "disk"},
                           [&](const std::string& rk, const YAML::Node& rkn, const YAML::Node& rv) {
                             const std::string rf = join_field(f, rk);
-                            (rk == "cpu" ? p.resources.cpu : p.resources.memory) = r.text(rv, rkn, rf).value;
+                            (rk == "cpu" ? p.resources.cpu : p.resources.memory) =
+                                r.text(rv, rkn, rf).value;
                           });
               }
             });
@@ -300,7 +304,8 @@ Subpackage parse_subpackage(const Reader& r, const YAML::Node& n, const std::str
   Subpackage s;
   s.where = r.loc(n);
   s.field = field;
-  if (!n.IsMap()) fail(s.where, field, fmt::format("a subpackage must be a mapping, not {}", kind_of(n)));
+  if (!n.IsMap())
+    fail(s.where, field, fmt::format("a subpackage must be a mapping, not {}", kind_of(n)));
   bool have_name = false;
   r.entries(n, field, {"name", "description", "if", "pipeline", "range"},
             {"dependencies", "options", "scriptlets", "checks", "test", "setcap", "annotations",
@@ -317,7 +322,8 @@ Subpackage parse_subpackage(const Reader& r, const YAML::Node& n, const std::str
               } else if (k == "pipeline") {
                 s.pipeline = r.steps(v, kn, f);
               } else if (k == "range") {
-                fail(r.loc(kn), f, "subpackage ranges are not supported; write one subpackage per item");
+                fail(r.loc(kn), f,
+                     "subpackage ranges are not supported; write one subpackage per item");
               }
             });
   if (!have_name) fail(s.where, join_field(field, "name"), "is required");
@@ -367,34 +373,34 @@ BuildFile parse_build_yaml(const std::string& yaml, const std::string& display_p
   BuildFile b;
   b.path = display_path;
   bool have_package = false;
-  r.entries(r.root(), "",
-            {"package", "environment", "pipeline", "subpackages", "vars", "var-transforms",
-             "options"},
-            {"capabilities", "data", "update", "test"},
-            [&](const std::string& k, const YAML::Node& kn, const YAML::Node& v) {
-              if (k == "package") {
-                b.package = parse_package(r, v, kn);
-                have_package = true;
-              } else if (k == "environment") {
-                parse_environment(r, v, b);
-              } else if (k == "pipeline") {
-                b.pipeline = r.steps(v, kn, "pipeline");
-              } else if (k == "subpackages") {
-                r.list(v, kn, "subpackages", [&](const YAML::Node& item, const std::string& f) {
-                  b.subpackages.push_back(parse_subpackage(r, item, f));
-                });
-              } else if (k == "vars") {
-                b.vars = r.string_map(v, kn, "vars");
-              } else if (k == "var-transforms") {
-                r.list(v, kn, "var-transforms", [&](const YAML::Node& item, const std::string& f) {
-                  b.var_transforms.push_back(parse_var_transform(r, item, f));
-                });
-              } else if (k == "options") {
-                if (!v.IsNull() && !v.IsMap())
-                  fail(r.loc(v, &kn), "options", fmt::format("must be a mapping, not {}", kind_of(v)));
-                for (const auto& o : v) b.options.push_back(o.first.Scalar());
-              }
-            });
+  r.entries(
+      r.root(), "",
+      {"package", "environment", "pipeline", "subpackages", "vars", "var-transforms", "options"},
+      {"capabilities", "data", "update", "test"},
+      [&](const std::string& k, const YAML::Node& kn, const YAML::Node& v) {
+        if (k == "package") {
+          b.package = parse_package(r, v, kn);
+          have_package = true;
+        } else if (k == "environment") {
+          parse_environment(r, v, b);
+        } else if (k == "pipeline") {
+          b.pipeline = r.steps(v, kn, "pipeline");
+        } else if (k == "subpackages") {
+          r.list(v, kn, "subpackages", [&](const YAML::Node& item, const std::string& f) {
+            b.subpackages.push_back(parse_subpackage(r, item, f));
+          });
+        } else if (k == "vars") {
+          b.vars = r.string_map(v, kn, "vars");
+        } else if (k == "var-transforms") {
+          r.list(v, kn, "var-transforms", [&](const YAML::Node& item, const std::string& f) {
+            b.var_transforms.push_back(parse_var_transform(r, item, f));
+          });
+        } else if (k == "options") {
+          if (!v.IsNull() && !v.IsMap())
+            fail(r.loc(v, &kn), "options", fmt::format("must be a mapping, not {}", kind_of(v)));
+          for (const auto& o : v) b.options.push_back(o.first.Scalar());
+        }
+      });
   if (!have_package) fail(Location{display_path, 1, 1}, "package", "is required");
   return b;
 }

@@ -65,8 +65,8 @@ struct BuildFile {
   Package package;
   TextMap vars;
   std::vector<VarTransform> var_transforms;
-  std::vector<Text> packages;  // environment.contents.packages
-  TextMap environment;         // environment.environment
+  std::vector<Text> packages;        // environment.contents.packages
+  TextMap environment;               // environment.environment
   std::vector<std::string> options;  // names of top-level build options (all disabled)
   std::vector<Step> pipeline;
   std::vector<Subpackage> subpackages;

@@ -56,7 +56,7 @@ std::vector<std::string> PipelineLibrary::known() const {
 
 fs::path shipped_pipeline_dir() {
   std::error_code ec;
-  const fs::path installed = CACHEFS_PIPELINES_INSTALL_DIR;
+  fs::path installed = CACHEFS_PIPELINES_INSTALL_DIR;
   if (fs::is_directory(installed, ec)) return installed;
   return CACHEFS_PIPELINES_SOURCE_DIR;
 }

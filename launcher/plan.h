@@ -31,11 +31,11 @@ struct PlanOptions {
 };
 
 struct PlanStep {
-  std::string name;               // "fetch", "build", "parent/child"
-  std::string script;             // the substituted `runs`
-  std::string working_directory;  // absolute
+  std::string name;                                // "fetch", "build", "parent/child"
+  std::string script;                              // the substituted `runs`
+  std::string working_directory;                   // absolute
   std::map<std::string, std::string> environment;  // complete: build env + steps'
-  Location where;                 // the `runs` in its file
+  Location where;                                  // the `runs` in its file
 };
 
 // A step left out because its `if` was false (its nested steps are left out too).

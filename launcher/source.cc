@@ -6,7 +6,9 @@
 
 namespace cachefs::launcher {
 
-std::string Location::str() const { return fmt::format("{}:{}:{}", file, line, column); }
+std::string Location::str() const {
+  return fmt::format("{}:{}:{}", file, line, column);
+}
 
 Location Text::at(std::size_t offset) const {
   if (first_line == 0 || offset > value.size()) return where;

@@ -10,8 +10,8 @@ namespace cachefs::launcher {
 
 struct Location {
   std::string file;
-  int line = 0;    // 1-based
-  int column = 0;  // 1-based
+  int line = 0;             // 1-based
+  int column = 0;           // 1-based
   std::string str() const;  // "file:line:column"
 };
 

@@ -6,7 +6,9 @@
 namespace cachefs::launcher {
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 bool is_name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -35,7 +37,8 @@ std::string reference(std::string_view text, std::size_t& pos, const Scope& scop
   const std::string_view name = text.substr(name_start, pos - name_start);
   while (pos < text.size() && is_space(text[pos])) ++pos;
   if (name.empty() || text.substr(pos, 2) != "}}") {
-    throw ExpressionError(start, "malformed substitution: '${{' must be followed by a name and '}}'");
+    throw ExpressionError(start,
+                          "malformed substitution: '${{' must be followed by a name and '}}'");
   }
   pos += 2;
   const std::string* value = scope.find(name);
@@ -51,7 +54,8 @@ class ConditionParser {
     const bool result = expr();
     skip();
     if (pos_ != in_.size())
-      throw ExpressionError(pos_, fmt::format("unexpected '{}' after the condition", in_.substr(pos_)));
+      throw ExpressionError(pos_,
+                            fmt::format("unexpected '{}' after the condition", in_.substr(pos_)));
     return result;
   }
 
@@ -97,9 +101,9 @@ class ConditionParser {
     } else if (at("!=")) {
       equal = false;
     } else {
-      throw ExpressionError(pos_, pos_ < in_.size()
-                                      ? fmt::format("expected '==' or '!=' at '{}'", in_.substr(pos_))
-                                      : std::string("expected '==' or '!=' at the end"));
+      throw ExpressionError(
+          pos_, pos_ < in_.size() ? fmt::format("expected '==' or '!=' at '{}'", in_.substr(pos_))
+                                  : std::string("expected '==' or '!=' at the end"));
     }
     pos_ += 2;
     const std::string rhs = value();
@@ -155,7 +159,8 @@ class ConditionParser {
         out += in_[pos_++];
       }
     }
-    if (pos_ == start) throw ExpressionError(pos_, fmt::format("expected a value at '{}'", in_.substr(pos_)));
+    if (pos_ == start)
+      throw ExpressionError(pos_, fmt::format("expected a value at '{}'", in_.substr(pos_)));
     return out;
   }
 
@@ -174,7 +179,8 @@ const std::string* Scope::find(std::string_view name) const {
 std::vector<std::string> Scope::names_with_prefix(std::string_view prefix) const {
   std::vector<std::string> out;
   for (auto it = values_.lower_bound(prefix);
-       it != values_.end() && std::string_view(it->first).substr(0, prefix.size()) == prefix; ++it) {
+       it != values_.end() && std::string_view(it->first).substr(0, prefix.size()) == prefix;
+       ++it) {
     out.push_back(it->first.substr(prefix.size()));
   }
   return out;

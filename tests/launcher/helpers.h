@@ -69,7 +69,7 @@ class TempDir {
   TempDir& operator=(const TempDir&) = delete;
   fs::path path() const { return path_; }
   fs::path write(const std::string& rel, const std::string& content) const {
-    const fs::path p = fs::path(path_) / rel;
+    fs::path p = fs::path(path_) / rel;
     fs::create_directories(p.parent_path());
     std::ofstream(p) << content;
     return p;

@@ -1,8 +1,7 @@
 // Parsing build and pipeline files: shape, types, known keys — and where each
 // mistake is reported.
-#include <gtest/gtest.h>
-
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include "tests/launcher/helpers.h"
 
@@ -189,20 +188,21 @@ TEST(BuildFile, VarsMustBeStrings) {
 }
 
 TEST(BuildFile, EnvironmentShape) {
-  EXPECT_THAT(parse_error(std::string(kHead) + "environment:\n  contents:\n    packages: busybox\n"),
-              StartsWith("pkg.yaml:8:15: environment.contents.packages: must be a list"));
+  EXPECT_THAT(
+      parse_error(std::string(kHead) + "environment:\n  contents:\n    packages: busybox\n"),
+      StartsWith("pkg.yaml:8:15: environment.contents.packages: must be a list"));
   EXPECT_THAT(parse_error(std::string(kHead) + "environment:\n  contents:\n    pkgs: [a]\n"),
               StartsWith("pkg.yaml:8:5: environment.contents.pkgs: unknown key"));
-  EXPECT_THAT(parse_error(std::string(kHead) + "environment:\n  environment:\n    A:\n      B: c\n"),
-              StartsWith("pkg.yaml:9:7: environment.environment.A: must be a string"));
+  EXPECT_THAT(
+      parse_error(std::string(kHead) + "environment:\n  environment:\n    A:\n      B: c\n"),
+      StartsWith("pkg.yaml:9:7: environment.environment.A: must be a string"));
   EXPECT_THAT(parse_error(std::string(kHead) + "environment:\n  envirnoment: {}\n"),
               StartsWith("pkg.yaml:7:3: environment.envirnoment: unknown key"));
 }
 
 TEST(BuildFile, StepEnvironmentMustBeAMapping) {
-  EXPECT_THAT(
-      parse_error(std::string(kHead) + "pipeline:\n  - runs: x\n    environment: [A=b]\n"),
-      StartsWith("pkg.yaml:8:18: pipeline[0].environment: must be a mapping, not a list"));
+  EXPECT_THAT(parse_error(std::string(kHead) + "pipeline:\n  - runs: x\n    environment: [A=b]\n"),
+              StartsWith("pkg.yaml:8:18: pipeline[0].environment: must be a mapping, not a list"));
 }
 
 TEST(BuildFile, Subpackages) {
@@ -224,9 +224,10 @@ TEST(BuildFile, Subpackages) {
 }
 
 TEST(BuildFile, SubpackageRangeIsNotSupported) {
-  EXPECT_THAT(parse_error(std::string(kHead) +
-                          "subpackages:\n  - range: modules\n    name: ${{range.key}}\n"),
-              StartsWith("pkg.yaml:7:5: subpackages[0].range: subpackage ranges are not supported"));
+  EXPECT_THAT(
+      parse_error(std::string(kHead) +
+                  "subpackages:\n  - range: modules\n    name: ${{range.key}}\n"),
+      StartsWith("pkg.yaml:7:5: subpackages[0].range: subpackage ranges are not supported"));
 }
 
 TEST(BuildFile, SubpackageNeedsAName) {

@@ -34,9 +34,11 @@ struct Result {
 Result run(const std::vector<std::string>& argv, const fs::path& cwd,
            const std::vector<std::string>& env, const fs::path& log) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::vector<char*> envp;
+  envp.reserve(env.size() + 1);
   for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   const pid_t pid = ::fork();
@@ -76,10 +78,11 @@ int free_port() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   socklen_t len = sizeof addr;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+  const bool ok = ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   ::close(s);
+  EXPECT_TRUE(ok) << "no free loopback port";
   return ntohs(addr.sin_port);
 }
 
@@ -260,11 +263,10 @@ TEST_F(Fetch, Sha512NamesTheCacheEntry) {
   ASSERT_EQ(sha512.size(), 128u);
   HttpServer server(serve());
   ASSERT_TRUE(server.up());
-  const Result r = run_in(
-      "sha512",
-      script("      uri: http://127.0.0.1:" + std::to_string(server.port()) +
-             "/hello-1.0.tar.gz\n      expected-sha512: " + sha512 + "\n"),
-      cache());
+  const Result r = run_in("sha512",
+                          script("      uri: http://127.0.0.1:" + std::to_string(server.port()) +
+                                 "/hello-1.0.tar.gz\n      expected-sha512: " + sha512 + "\n"),
+                          cache());
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(cache_names(), std::vector<std::string>{"sha512:" + sha512});
 }

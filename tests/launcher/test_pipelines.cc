@@ -15,8 +15,8 @@ using ::testing::IsSupersetOf;
 using ::testing::StartsWith;
 
 const std::vector<std::string> kShipped = {
-    "autoconf/configure", "autoconf/make", "autoconf/make-install", "fetch", "git-checkout",
-    "go/build",           "maven/configure-mirror", "strip"};
+    "autoconf/configure", "autoconf/make", "autoconf/make-install",  "fetch",
+    "git-checkout",       "go/build",      "maven/configure-mirror", "strip"};
 
 Plan testdata_plan(const std::string& name, const std::string& arch = "x86_64") {
   PlanOptions o = default_options();
@@ -59,8 +59,7 @@ TEST(ShippedPipelines, EveryFileParses) {
 TEST(ShippedPipelines, RequiredInputsAreEnforced) {
   for (const std::string& name : kShipped) {
     SCOPED_TRACE(name);
-    const PipelineFile p =
-        parse_pipeline_file(shipped_pipeline_dir() / (name + ".yaml"));
+    const PipelineFile p = parse_pipeline_file(shipped_pipeline_dir() / (name + ".yaml"));
     std::string all_required;
     std::vector<std::string> required;
     for (const auto& [k, in] : p.inputs) {
@@ -99,8 +98,7 @@ TEST(ShippedPipelines, ScriptsUseTheCacheAndContext) {
                          "  - uses: strip\n");
   const auto& steps = p.builds[0].steps;
   EXPECT_THAT(steps[0].script, HasSubstr("GOMODCACHE=\"${GOMODCACHE:-"));
-  EXPECT_THAT(steps[0].script,
-              HasSubstr("out='/home/build/melange-out/hello/usr/bin/hello'"));
+  EXPECT_THAT(steps[0].script, HasSubstr("out='/home/build/melange-out/hello/usr/bin/hello'"));
   EXPECT_THAT(steps[1].script, HasSubstr("m2repository"));
   EXPECT_THAT(steps[2].script, HasSubstr("--prefix=/usr"));
   EXPECT_THAT(steps[2].script, HasSubstr("--host='x86_64-pc-linux-gnu'"));
@@ -115,24 +113,23 @@ TEST(Testdata, CLibraryWithSubpackages) {
   EXPECT_EQ(p.package.resources.cpu, "4");
   EXPECT_EQ(p.package.resources.memory, "8Gi");
   ASSERT_EQ(p.builds.size(), 3u);
-  EXPECT_THAT(names_of(p.builds[0]),
-              ElementsAre("fetch", "autoconf/configure", "autoconf/make", "autoconf/make-install",
-                          "strip"));
+  EXPECT_THAT(names_of(p.builds[0]), ElementsAre("fetch", "autoconf/configure", "autoconf/make",
+                                                 "autoconf/make-install", "strip"));
   const PlanStep& fetch = p.builds[0].steps[0];
   EXPECT_THAT(fetch.script,
               HasSubstr("uri='https://downloads.example.org/libpng/libpng-1.6.43.tar.xz'"));
   EXPECT_THAT(fetch.script, HasSubstr("sha256='6a5ca065"));
   EXPECT_THAT(p.builds[0].steps[1].script, HasSubstr("--enable-static=no \\\n--enable-hardware"));
-  EXPECT_THAT(p.builds[0].steps[3].script,
-              HasSubstr("DESTDIR='/home/build/melange-out/libpng'"));
+  EXPECT_THAT(p.builds[0].steps[3].script, HasSubstr("DESTDIR='/home/build/melange-out/libpng'"));
   EXPECT_EQ(p.builds[1].name, "libpng-dev");
   EXPECT_THAT(p.builds[1].steps[0].script,
               HasSubstr("mv /home/build/melange-out/libpng/usr/include "
                         "/home/build/melange-out/libpng-dev/usr/"));
   EXPECT_EQ(p.builds[2].name, "libpng-doc");
-  EXPECT_THAT(p.builds[2].steps[0].script, HasSubstr("/home/build/melange-out/libpng-doc/usr/share"));
-  EXPECT_THAT(p.packages, IsSupersetOf({"build-base", "busybox", "zlib-dev", "autoconf", "make",
-                                        "binutils"}));
+  EXPECT_THAT(p.builds[2].steps[0].script,
+              HasSubstr("/home/build/melange-out/libpng-doc/usr/share"));
+  EXPECT_THAT(p.packages,
+              IsSupersetOf({"build-base", "busybox", "zlib-dev", "autoconf", "make", "binutils"}));
   EXPECT_EQ(p.environment.at("GOMODCACHE"), "/var/cache/melange/gomodcache");
 }
 
@@ -154,9 +151,8 @@ TEST(Testdata, GoToolWithVarTransforms) {
 
 TEST(Testdata, PythonWithNestedPipelinesAndArchConditions) {
   const Plan x86 = testdata_plan("py3-pyyaml.yaml", "x86_64");
-  EXPECT_THAT(names_of(x86.builds[0]),
-              ElementsAre("git-checkout", "python/wheel", "python/install", "python/x86-extensions",
-                          "strip"));
+  EXPECT_THAT(names_of(x86.builds[0]), ElementsAre("git-checkout", "python/wheel", "python/install",
+                                                   "python/x86-extensions", "strip"));
   const PlanStep* install = find_step(x86.builds[0], "python/install");
   ASSERT_NE(install, nullptr);
   EXPECT_EQ(install->working_directory, "/home/build/dist");
@@ -180,9 +176,8 @@ TEST(Testdata, PythonWithNestedPipelinesAndArchConditions) {
   EXPECT_EQ(x86.skipped_subpackages[0].name, "py3-pyyaml-riscv");
 
   const Plan arm = testdata_plan("py3-pyyaml.yaml", "aarch64");
-  EXPECT_THAT(names_of(arm.builds[0]),
-              ElementsAre("git-checkout", "python/wheel", "python/install",
-                          "python/arm-extensions", "strip"));
+  EXPECT_THAT(names_of(arm.builds[0]), ElementsAre("git-checkout", "python/wheel", "python/install",
+                                                   "python/arm-extensions", "strip"));
   EXPECT_EQ(arm.builds.size(), 2u);
 
   const Plan riscv = testdata_plan("py3-pyyaml.yaml", "riscv64");
