@@ -1,0 +1,326 @@
+// launch: runs a melange-format build with the dependency cache mounted at
+// /var/cache/melange. `launch build pkg.yaml` — resolve the plan (every mistake
+// reported before anything starts), check the sandbox root, mount the cache,
+// run the steps in bubblewrap, copy the outputs, report what the cache did, and
+// leave nothing behind.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "common/error.h"
+#include "launcher/cache_env.h"
+#include "launcher/pipeline_library.h"
+#include "launcher/plan.h"
+#include "runners/bubblewrap.h"
+#include "runners/cache_mount.h"
+#include "runners/packages.h"
+#include "runners/process.h"
+
+namespace fs = std::filesystem;
+using namespace cachefs;
+
+namespace {
+
+std::atomic<int> g_signal{0};
+
+void on_signal(int sig) {
+  g_signal.store(sig);
+}
+
+struct BuildArgs {
+  std::string file;
+  std::string runner = "bubblewrap";
+  std::string cache_dir = "./melange-cache";
+  std::string define, policy, store, cache_mount;
+  std::string workspace_dir, out_dir = "./packages", source_dir, rootfs;
+  std::vector<std::string> env, pipeline_dirs;
+  std::string source_date_epoch = "0";
+  bool skip_package_check = false;
+};
+
+// A directory removed when launch ends, however it ends: a janitor process
+// waits for launch to go (its end of a pipe closes), for the cache mount in it
+// to be gone, then removes what is left without crossing into any mount.
+class WorkDir {
+ public:
+  WorkDir() {
+    char tmpl[] = "/var/tmp/launch.XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw UsageError::make("cannot create a work directory: {}", std::strerror(errno));
+    path_ = tmpl;
+    int p[2];
+    if (::pipe(p) != 0) return;
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(p[1]);
+      ::setsid();
+      // Detach from launch's stdio so a pipe reading launch's output sees EOF.
+      const int null = ::open("/dev/null", O_RDWR);
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      char c;
+      while (::read(p[0], &c, 1) > 0) {
+      }
+      for (int i = 0; i < 600 && runners::is_cachefs_mount(path_ + "/cache"); ++i) ::usleep(50'000);
+      if (!runners::is_cachefs_mount(path_ + "/cache")) {
+        std::error_code ec;
+        if (fs::exists(path_, ec)) {
+          execl("/bin/rm", "rm", "-rf", "--one-file-system", path_.c_str(), static_cast<char*>(nullptr));
+        }
+      }
+      ::_exit(0);
+    }
+    ::close(p[0]);
+    janitor_pipe_ = p[1];
+    ::fcntl(janitor_pipe_, F_SETFD, FD_CLOEXEC);
+  }
+  ~WorkDir() {
+    std::error_code ec;
+    if (!runners::is_cachefs_mount(path_ + "/cache")) fs::remove_all(path_, ec);
+    if (janitor_pipe_ >= 0) ::close(janitor_pipe_);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int janitor_pipe_ = -1;
+};
+
+std::string human_bytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+uint64_t json_number(const std::string& json, const std::string& key) {
+  const size_t at = json.find("\"" + key + "\":");
+  if (at == std::string::npos) return 0;
+  return std::strtoull(json.c_str() + at + key.size() + 3, nullptr, 10);
+}
+
+// "cache: read 12 files (3.1 MiB), wrote ..., deduplicated ..."
+std::string cache_report(const std::string& stats) {
+  if (stats.empty()) return "cache: no statistics (the mount did not answer)";
+  return fmt::format(
+      "cache: read {} files ({}), wrote {} files ({}), deduplicated {} files ({} saved), {} "
+      "private copies",
+      json_number(stats, "files_read"), human_bytes(json_number(stats, "bytes_read")),
+      json_number(stats, "files_written"), human_bytes(json_number(stats, "bytes_written")),
+      json_number(stats, "dedup_linked") + json_number(stats, "dedup_adopted"),
+      human_bytes(json_number(stats, "dedup_bytes_saved")), json_number(stats, "cow_breaks"));
+}
+
+int run_command(const std::vector<std::string>& argv) {
+  runners::SpawnOptions so;
+  so.argv = argv;
+  so.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}};
+  std::string err;
+  const int st = runners::run_streaming(so, [&](std::string_view l, bool) { err += std::string(l) + "\n"; });
+  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) std::cerr << err;
+  return st;
+}
+
+int build(const BuildArgs& a, const char* self) {
+  if (a.runner != "bubblewrap") {
+    throw UsageError::make("--runner {}: not available in this version (use bubblewrap)", a.runner);
+  }
+  launcher::PlanOptions po;
+  std::vector<fs::path> user_dirs(a.pipeline_dirs.begin(), a.pipeline_dirs.end());
+  for (const auto& d : user_dirs) {
+    std::error_code ec;
+    if (!fs::is_directory(d, ec)) throw UsageError::make("--pipeline-dir '{}' is not a directory", d.string());
+  }
+  po.pipeline_dirs = launcher::pipeline_search_path(user_dirs);
+  for (const std::string& kv : a.env) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw UsageError::make("--env '{}': expected KEY=VALUE", kv);
+    po.environment[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  po.source_date_epoch = a.source_date_epoch;
+  std::error_code ec;
+  if (!fs::is_regular_file(a.file, ec)) throw UsageError::make("build file '{}': no such file", a.file);
+  const launcher::Plan plan = launcher::resolve_plan(a.file, po);
+
+  if (!a.skip_package_check) {
+    const auto missing = runners::missing_packages(a.rootfs.empty() ? "/" : a.rootfs, plan.packages);
+    if (!missing.empty()) {
+      std::string list;
+      for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+      throw UsageError::make(
+          "{}: the sandbox root lacks package(s) {} — install them on the host, give --rootfs "
+          "DIR with them, or pass --skip-package-check",
+          a.file, list);
+    }
+  }
+  std::string source = a.source_dir;
+  if (source.empty()) {
+    const fs::path guess = fs::path(a.file).parent_path() / plan.package.name;
+    if (fs::is_directory(guess, ec)) source = guess;
+  } else if (!fs::is_directory(source, ec)) {
+    throw UsageError::make("--source-dir '{}' is not a directory", source);
+  }
+  if (a.cache_mount.empty()) {
+    fs::create_directories(a.cache_dir, ec);
+    if (ec) throw UsageError::make("--cache-dir '{}': {}", a.cache_dir, ec.message());
+  }
+
+  WorkDir work;
+  std::string workspace = a.workspace_dir;
+  if (workspace.empty()) {
+    workspace = work.path() + "/workspace";
+  }
+  fs::create_directories(workspace, ec);
+  if (ec) throw UsageError::make("--workspace-dir '{}': {}", workspace, ec.message());
+  workspace = fs::canonical(workspace);
+  if (!source.empty()) {
+    fs::copy(source, workspace, fs::copy_options::recursive | fs::copy_options::copy_symlinks |
+                                    fs::copy_options::overwrite_existing);
+  }
+
+  runners::CacheMountOptions mo;
+  mo.cachefs = runners::find_cachefs(self);
+  mo.existing = a.cache_mount;
+  mo.work_dir = work.path();
+  mo.args = {"--cache-directory", fs::absolute(a.cache_dir).string()};
+  if (!a.define.empty()) mo.args.insert(mo.args.end(), {"--define-cache-directories", a.define});
+  if (!a.policy.empty()) mo.args.insert(mo.args.end(), {"--resolution-policy", a.policy});
+  if (!a.store.empty()) mo.args.insert(mo.args.end(), {"--store", a.store});
+  runners::CacheMount mount(mo);
+  runners::BubblewrapRunner runner({a.rootfs, workspace, mount.path()});
+
+  std::cout << "launch: building " << plan.package.name << " " << plan.package.full_version
+            << " (" << plan.arch << ") with the cache at " << launcher::kCacheRoot << " <- "
+            << (a.cache_mount.empty() ? fs::absolute(a.cache_dir).string() : a.cache_mount)
+            << std::endl;
+  const auto started = std::chrono::steady_clock::now();
+  for (const launcher::PackagePlan& pkg : plan.builds) {
+    fs::create_directories(workspace + "/melange-out/" + pkg.name);
+    size_t skipped = 0;
+    for (size_t i = 0; i <= pkg.steps.size(); ++i) {
+      while (skipped < pkg.skipped.size() && pkg.skipped[skipped].before == i) {
+        std::cout << "[" << pkg.name << "] skipped " << pkg.skipped[skipped].name << " (if: "
+                  << pkg.skipped[skipped].condition << ")" << std::endl;
+        ++skipped;
+      }
+      if (i == pkg.steps.size()) break;
+      const launcher::PlanStep& step = pkg.steps[i];
+      const std::string prefix = "[" + pkg.name + "/" + step.name + "] ";
+      std::cout << "==> " << pkg.name << ": " << step.name << std::endl;
+      const auto t0 = std::chrono::steady_clock::now();
+      runners::Env env(step.environment.begin(), step.environment.end());
+      // melange's PATH when the build does not set one.
+      env.try_emplace("PATH", "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin");
+      const int status = runner.run(
+          step.script, step.working_directory, env,
+          [&](std::string_view l, bool is_err) {
+            (is_err ? std::cerr : std::cout) << prefix << l << std::endl;
+          },
+          [] { return g_signal.load() != 0; });
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (g_signal.load() != 0) {
+        std::cerr << "launch: interrupted during " << pkg.name << ": " << step.name << std::endl;
+        return 128 + g_signal.load();
+      }
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        std::cerr << "launch: step '" << step.name << "' of " << pkg.name << " failed ("
+                  << runners::describe_status(status) << ", " << step.where.str() << ")"
+                  << std::endl;
+        std::cerr << "launch: " << cache_report(mount.stats()) << std::endl;
+        return 1;
+      }
+      std::cout << "    " << step.name << " done in " << fmt::format("{:.2f}", secs) << " s"
+                << std::endl;
+    }
+  }
+  // Outputs: each package's tree and a .tar.gz of it.
+  fs::create_directories(a.out_dir, ec);
+  if (ec) throw UsageError::make("--out-dir '{}': {}", a.out_dir, ec.message());
+  for (const launcher::PackagePlan& pkg : plan.builds) {
+    const std::string from = workspace + "/melange-out/" + pkg.name;
+    const std::string to = a.out_dir + "/" + pkg.name;
+    fs::remove_all(to, ec);
+    if (run_command({"cp", "-a", from, to}) != 0) return 1;
+    const std::string tarball =
+        a.out_dir + "/" + pkg.name + "-" + plan.package.full_version + ".tar.gz";
+    if (run_command({"tar", "-czf", tarball, "-C", from, "."}) != 0) return 1;
+  }
+  const std::string stats = mount.stats();
+  mount.stop();
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::cout << "launch: built " << plan.builds.size() << " package(s) in "
+            << fmt::format("{:.2f}", total) << " s; outputs in " << fs::absolute(a.out_dir).string()
+            << std::endl;
+  std::cout << "launch: " << cache_report(stats) << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"launch: run melange-format builds with a shared, deduplicated cache", "launch"};
+  app.set_version_flag("-V,--version", "launch " CACHEFS_VERSION);
+  app.require_subcommand(1);
+  BuildArgs a;
+  CLI::App* b = app.add_subcommand("build", "build a package from a melange build file");
+  b->add_option("file", a.file, "the build file (pkg.yaml)")->required();
+  b->add_option("--runner", a.runner, "bubblewrap (default)");
+  b->add_option("--cache-dir", a.cache_dir, "the cache's default backing directory (default ./melange-cache)");
+  b->add_option("--define-cache-directories", a.define, "routes: 'DIR1=REGEX1|DIR2=REGEX2|...'");
+  b->add_option("--resolution-policy", a.policy, "strict (default) or weak");
+  b->add_option("--store", a.store, "object store (default <cache dir>/.cachefs)");
+  b->add_option("--cache-mount", a.cache_mount, "use this running cachefs mount instead of starting one");
+  b->add_option("--workspace-dir", a.workspace_dir, "keep the workspace here (default: a temporary one)");
+  b->add_option("--out-dir", a.out_dir, "where package trees and .tar.gz files go (default ./packages)");
+  b->add_option("--source-dir", a.source_dir, "sources copied into the workspace (default ./<package>)");
+  b->add_option("--rootfs", a.rootfs, "sandbox root (default: the host's, read-only)");
+  b->add_option("--env", a.env, "KEY=VALUE over the build file's environment (repeatable)");
+  b->add_option("--pipeline-dir", a.pipeline_dirs, "more pipelines for uses: (repeatable)");
+  b->add_option("--source-date-epoch", a.source_date_epoch, "SOURCE_DATE_EPOCH (default 0)");
+  b->add_flag("--skip-package-check", a.skip_package_check,
+              "do not check environment.contents.packages against the root");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::CallForVersion&) {
+    std::cout << app.version() << "\n";
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "launch: " << e.what() << "\n";
+    return 2;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGHUP, &sa, nullptr);
+  try {
+    char self[4096] = {};
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    return build(a, n > 0 ? self : argv[0]);
+  } catch (const UsageError& e) {
+    std::cerr << "launch: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "launch: " << e.what() << "\n";
+    return 1;
+  }
+}
