@@ -1,62 +1,47 @@
 #!/usr/bin/env bash
-# The main job: install what is needed, build and install cachefs, then mount a
-# routed cache and show it at work (until `launch` exists, this is the demo).
+# The main job: install what is needed, build and install cachefs, launch and
+# cachectl, then build an example package twice through `launch` and show the
+# cache at work: the second build's compiler runs are all ccache hits, because
+# ccache's directory lives in the shared cache (routed to a directory of its
+# own), and what the builds wrote is stored once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 bash scripts/build.sh --install /usr/local >/dev/null
-CACHEFS=/usr/local/bin/cachefs
+export PATH=/usr/local/bin:$PATH
 
-work=$(mktemp -d /tmp/cachefs-demo.XXXXXX)
-mnt="$work/mnt"
-cleanup() {
-  grep -q " $mnt " /proc/mounts && fusermount3 -u -z "$mnt"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-mkdir -p "$work"/{default,gomod,maven} "$mnt"
+work=$(mktemp -d /var/tmp/cachefs-demo.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/cache" "$work/ccache"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "mount one cache split over three directories (golem-style routes)"
-set -x
-"$CACHEFS" --cache-directory "$work/default" \
-  --define-cache-directories "$work/gomod=^/gomodcache/|$work/maven=^/m2repository/" "$mnt"
-{ set +x; } 2>/dev/null
-grep " $mnt " /proc/mounts
+# One cache, split golem-style: ccache's files in their own directory, the rest
+# in the default one.
+build() {
+  launch build examples/hello-c/pkg.yaml --out-dir "$work/packages" \
+    --cache-dir "$work/cache" --define-cache-directories "$work/ccache=^/ccache/"
+}
 
-say "a build writes its caches the way Go, Maven and pip do"
-mod="$mnt/gomodcache/cache/download/golang.org/x/text/@v"
-mkdir -p "$mod"
-printf 'module golang.org/x/text\n' > "$mod/v0.14.0.mod.tmp-123"
-mv "$mod/v0.14.0.mod.tmp-123" "$mod/v0.14.0.mod"            # atomic write-then-rename
-jar="$mnt/m2repository/org/apache/commons/commons-lang3/3.14.0"
-mkdir -p "$jar"
-head -c 1048576 /dev/urandom > "$jar/commons-lang3-3.14.0.jar"
-mkdir -p "$mnt/pip/http-v2/a/b"
-echo '{"wheel": "requests-2.31.0"}' > "$mnt/pip/http-v2/a/b/entry"
-ln -s ../../gomodcache "$mnt/pip/go-link"
+say "first build: an empty cache, every compile is a ccache miss"
+build | tee "$work/first.log"
 
-say "the build sees one tree"
-(cd "$mnt" && find . -type f -o -type l | sort)
+say "second build: the same cache, every compile is a ccache hit"
+build | tee "$work/second.log"
 
-say "each file landed in the directory its route names (plain directories, no daemon needed)"
-(cd "$work" && find default gomod maven \( -type f -o -type l \) -not -path '*/.cachefs/*' | sort)
+say "the difference"
+grep -h -E 'ccache statistics\]   (Hits|Misses)|build done|launch: (built|cache)' \
+  "$work/first.log" "$work/second.log"
+grep -q 'Hits: *3 / *3' "$work/second.log" || { echo "demo: expected 3 ccache hits in the second build" >&2; exit 1; }
 
-say "moving a file to a path that routes elsewhere is a cross-device move: mv copies"
-mv "$mnt/pip/http-v2/a/b/entry" "$mnt/gomodcache/entry"
-ls -l "$work/gomod/gomodcache/entry"
+say "the packages"
+ls -l "$work/packages"
+tar -tzf "$work/packages/hello-c-1.2.0-r0.tar.gz"
 
-say "unmount; everything persists"
-fusermount3 -u "$mnt"
-cat "$work/gomod/gomodcache/cache/download/golang.org/x/text/@v/v0.14.0.mod"
+say "where the cache's files landed (plain directories, readable without any daemon)"
+(cd "$work" && find ccache cache -maxdepth 2 -not -path '*/.cachefs*' | sort | head -20)
 
-say "remount read-only: the cache serves reads, refuses writes"
-"$CACHEFS" --write-mode readonly --cache-directory "$work/default" \
-  --define-cache-directories "$work/gomod=^/gomodcache/|$work/maven=^/m2repository/" "$mnt"
-sha256sum "$jar/commons-lang3-3.14.0.jar" | cut -c1-16
-if touch "$mnt/pip/new" 2>"$work/err"; then echo "unexpected: write succeeded"; exit 1; fi
-cat "$work/err"
-fusermount3 -u "$mnt"
+say "what the cache holds, and what dedup saved"
+cachectl --cache-dir "$work/cache" --define-cache-directories "$work/ccache=^/ccache/" stats
 
-say "demo finished: cachefs is installed in /usr/local/bin (man cachefs)"
+say "demo finished: cachefs, launch and cachectl are in /usr/local/bin (man launch)"

@@ -10,8 +10,8 @@ PKGS=(
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcurl4-openssl-dev
   # tests
   attr python3 bubblewrap
-  # launch examples (examples/): ccache for the C example, npm for the offline one
-  ccache npm curl
+  # launch examples (examples/): ccache for the C example
+  ccache curl
   # benchmarks (peers to compare against)
   bindfs fuse-overlayfs mergerfs
 )
