@@ -109,7 +109,9 @@ const char* to_string(Skip s) {
 std::optional<std::string> object_name(int fd, const struct stat& st, dev_t store_dev) {
   if (!S_ISREG(st.st_mode) || st.st_nlink < 2 || st.st_dev != store_dev) return std::nullopt;
   char buf[128];
-  const ssize_t n = ::getxattr(proc_path(fd).c_str(), kObjectXattr, buf, sizeof buf);
+  // A real descriptor answers directly; an O_PATH one (EBADF) through /proc.
+  ssize_t n = ::fgetxattr(fd, kObjectXattr, buf, sizeof buf);
+  if (n < 0 && errno == EBADF) n = ::getxattr(proc_path(fd).c_str(), kObjectXattr, buf, sizeof buf);
   if (n <= 0) return std::nullopt;
   std::string name(buf, static_cast<size_t>(n));
   if (!ObjectKey::parse(name)) return std::nullopt;
@@ -187,7 +189,8 @@ Skip Store::skip_reason(int fd, const struct stat& st) const {
   if (st.st_dev != dev_) return Skip::kOtherDevice;
   // Attributes of its own (other than a stale object mark) would be lost in sharing.
   char names[1024];
-  const ssize_t n = ::listxattr(proc_path(fd).c_str(), names, sizeof names);
+  ssize_t n = ::flistxattr(fd, names, sizeof names);
+  if (n < 0 && errno == EBADF) n = ::listxattr(proc_path(fd).c_str(), names, sizeof names);
   if (n < 0) return errno == ENOTSUP ? Skip::kNone : Skip::kXattrs;
   for (ssize_t i = 0; i < n;) {
     const char* name = names + i;
@@ -248,7 +251,10 @@ int Store::plan(int fd, const struct stat& st, Plan& out) const {
 int Store::link_tmp(int fd, std::string& tmpname) const {
   static std::atomic<uint64_t> counter{0};
   tmpname = std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
-  // Through the magic link: the very inode behind fd, no name of it involved.
+  // The very inode behind fd, no name of it involved: directly where we may
+  // (CAP_DAC_READ_SEARCH), else through the magic link.
+  if (::linkat(fd, "", tmp_.get(), tmpname.c_str(), AT_EMPTY_PATH) == 0) return 0;
+  if (errno != ENOENT && errno != EPERM) return errno;
   if (::linkat(AT_FDCWD, proc_path(fd).c_str(), tmp_.get(), tmpname.c_str(), AT_SYMLINK_FOLLOW) !=
       0) {
     return errno;
@@ -258,14 +264,24 @@ int Store::link_tmp(int fd, std::string& tmpname) const {
 
 int Store::adopt(int fd, const ObjectKey& key) const {
   const std::string name = key.name();
-  UniqueFd dir;
-  if (int err = fanout_dir(key.fanout(), dir)) return err;
+  // objects/<ab>/<name>, the fan-out directory made on first use (the store's own
+  // directories, root's and 0700, so a relative two-component path is safe).
+  const std::string rel = key.fanout() + "/" + name;
   if (::fsetxattr(fd, kObjectXattr, name.data(), name.size(), 0) != 0) return errno;
   std::string tmp;
   int err = link_tmp(fd, tmp);
-  if (!err && ::renameat2(tmp_.get(), tmp.c_str(), dir.get(), name.c_str(), RENAME_NOREPLACE) != 0) {
-    err = errno;
-    ::unlinkat(tmp_.get(), tmp.c_str(), 0);
+  if (!err) {
+    int rc = ::renameat2(tmp_.get(), tmp.c_str(), objects_.get(), rel.c_str(), RENAME_NOREPLACE);
+    if (rc != 0 && errno == ENOENT) {
+      UniqueFd made;
+      if (fanout_dir(key.fanout(), made) == 0) {
+        rc = ::renameat2(tmp_.get(), tmp.c_str(), objects_.get(), rel.c_str(), RENAME_NOREPLACE);
+      }
+    }
+    if (rc != 0) {
+      err = errno;
+      ::unlinkat(tmp_.get(), tmp.c_str(), 0);
+    }
   }
   if (err) ::fremovexattr(fd, kObjectXattr);
   return err;
