@@ -44,7 +44,7 @@ struct BuildArgs {
   std::string cache_dir = "./melange-cache";
   std::string define, policy, store, cache_mount;
   std::string workspace_dir, out_dir = "./packages", source_dir, rootfs;
-  std::vector<std::string> env, pipeline_dirs;
+  std::vector<std::string> env, vars, pipeline_dirs;
   std::string source_date_epoch = "0";
   bool skip_package_check = false;
 };
@@ -152,10 +152,31 @@ int build(const BuildArgs& a, const char* self) {
     if (eq == std::string::npos || eq == 0) throw UsageError::make("--env '{}': expected KEY=VALUE", kv);
     po.environment[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
+  // --var NAME=VALUE: launch's own (melange has no such flag); the value wins
+  // over the build file's `vars:` default and is visible to its var-transforms.
+  for (const std::string& kv : a.vars) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw UsageError::make("--var '{}': expected NAME=VALUE", kv);
+    po.vars[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
   po.source_date_epoch = a.source_date_epoch;
   std::error_code ec;
   if (!fs::is_regular_file(a.file, ec)) throw UsageError::make("build file '{}': no such file", a.file);
-  const launcher::Plan plan = launcher::resolve_plan(a.file, po);
+  const launcher::BuildFile file = launcher::parse_build_file(a.file);
+  // A --var the file does not declare is a typo, not a new variable.
+  for (const auto& [name, value] : po.vars) {
+    bool declared = false;
+    std::string names;
+    for (const auto& [k, v] : file.vars) {
+      declared = declared || k == name;
+      names += (names.empty() ? "" : ", ") + k;
+    }
+    if (!declared) {
+      throw UsageError::make("--var {}: {} declares no such var (its vars: {})", name, a.file,
+                             names.empty() ? "none" : names);
+    }
+  }
+  const launcher::Plan plan = launcher::resolve_plan(file, po);
 
   if (!a.skip_package_check) {
     const auto missing = runners::missing_packages(a.rootfs.empty() ? "/" : a.rootfs, plan.packages);
@@ -291,6 +312,7 @@ int main(int argc, char** argv) {
   b->add_option("--source-dir", a.source_dir, "sources copied into the workspace (default ./<package>)");
   b->add_option("--rootfs", a.rootfs, "sandbox root (default: the host's, read-only)");
   b->add_option("--env", a.env, "KEY=VALUE over the build file's environment (repeatable)");
+  b->add_option("--var", a.vars, "NAME=VALUE over the build file's vars: (repeatable; not in melange)");
   b->add_option("--pipeline-dir", a.pipeline_dirs, "more pipelines for uses: (repeatable)");
   b->add_option("--source-date-epoch", a.source_date_epoch, "SOURCE_DATE_EPOCH (default 0)");
   b->add_flag("--skip-package-check", a.skip_package_check,
