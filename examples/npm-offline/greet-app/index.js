@@ -1,0 +1,3 @@
+'use strict';
+const greet = require('tiny-greeting');
+console.log(greet(process.argv[2] || 'npm-offline'));

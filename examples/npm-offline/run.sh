@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# examples/npm-offline, end to end: start registry.py (a tiny static npm
+# registry serving registry/tiny-greeting) on a free port on 127.0.0.1, build
+# greet-app once (npm install downloads tiny-greeting into the npm cache under
+# /var/cache/melange/npm), stop the registry, build again with --var
+# offline=true (npm install --offline installs from that cache).
+#
+#   bash examples/npm-offline/run.sh [--launch PATH] [--cache-dir DIR]
+#
+# Needs npm and node on the host (the sandbox is the host's root). Without
+# --cache-dir a temporary cache is used and removed. The registry and every
+# temporary directory are gone when the script exits, however it exits.
+set -euo pipefail
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+LAUNCH=${LAUNCH_BIN:-$REPO/build/launcher/launch}
+CACHE_DIR=
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --launch) LAUNCH=$2; shift ;;
+    --launch=*) LAUNCH=${1#*=} ;;
+    --cache-dir) CACHE_DIR=$2; shift ;;
+    --cache-dir=*) CACHE_DIR=${1#*=} ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -x "$LAUNCH" ] || { echo "run.sh: no launch binary at $LAUNCH (build it, or --launch PATH)" >&2; exit 2; }
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+  echo "run.sh: npm and node are needed on the host for this example; skipping" >&2
+  exit 0
+fi
+
+TMP=$(mktemp -d /var/tmp/npm-offline.XXXXXX)
+SERVER_PID=
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+  fi
+}
+cleanup() {
+  stop_server
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+[ -n "$CACHE_DIR" ] || CACHE_DIR=$TMP/cache
+
+python3 "$HERE/registry.py" "$HERE/registry/tiny-greeting" >"$TMP/port" 2>"$TMP/registry.log" &
+SERVER_PID=$!
+port=
+for _ in $(seq 100); do
+  port=$(sed -n 's/^port \([0-9][0-9]*\)$/\1/p' "$TMP/port")
+  [ -n "$port" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/registry.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "run.sh: the registry did not start" >&2; cat "$TMP/registry.log" >&2; exit 1; }
+echo "run.sh: registry on 127.0.0.1:$port"
+
+build() {
+  "$LAUNCH" build "$HERE/pkg.yaml" --cache-dir "$CACHE_DIR" --out-dir "$TMP/out" \
+    --var "port=$port" "$@" 2>&1 | tee "$TMP/build.log"
+}
+
+echo "run.sh: first build (the registry is up: npm downloads tiny-greeting)"
+build
+grep -q 'GET /tiny-greeting/-/tiny-greeting-1.0.0.tgz' "$TMP/registry.log" ||
+  { echo "run.sh: the first build did not download from the registry" >&2; exit 1; }
+[ -d "$CACHE_DIR/npm/_cacache" ] || { echo "run.sh: nothing in $CACHE_DIR/npm/_cacache" >&2; exit 1; }
+
+stop_server
+echo "run.sh: second build (the registry is stopped: npm install --offline)"
+build --var offline=true
+grep -q 'hello launch, from tiny-greeting' "$TMP/build.log" ||
+  { echo "run.sh: the offline build did not run the app" >&2; exit 1; }
+[ -f "$TMP/out/greet-app/usr/lib/greet-app/node_modules/tiny-greeting/index.js" ] ||
+  { echo "run.sh: tiny-greeting is missing from the package" >&2; exit 1; }
+echo "run.sh: ok: tiny-greeting downloaded once, then installed offline from $CACHE_DIR/npm"
