@@ -132,9 +132,18 @@ std::unique_ptr<Store> Store::open(const std::string& dir, bool create) {
 
   UniqueFd marker(::openat(s->fd_.get(), kMarker, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!marker) {
-    bool empty = true;
-    list_dir(s->fd_.get(), [&](const char*) { empty = false; });
-    if (!create || !empty) {
+    // Another process creating the same store at the same moment (two builds
+    // starting on one fresh cache) leaves only layout entries and no marker yet:
+    // that is a store being made, not somebody's data, so finish making it too.
+    bool empty = true, only_layout = true;
+    list_dir(s->fd_.get(), [&](const char* name) {
+      empty = false;
+      const std::string_view n(name);
+      if (n != "objects" && n != "tmp" && n != "quarantine" && n.rfind("cachefs-store.new", 0) != 0) {
+        only_layout = false;
+      }
+    });
+    if (!create || !only_layout) {
       throw UsageError::make(
           "store '{}' is not a cachefs store (it has no '{}' file{}); give an empty or new "
           "directory",
@@ -148,11 +157,15 @@ std::unique_ptr<Store> Store::open(const std::string& dir, bool create) {
       }
     }
     const std::string text = "cachefs object store\nformat " + std::to_string(kFormat) + "\n";
-    UniqueFd m(::openat(s->fd_.get(), "cachefs-store.new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+    // A name of its own, so concurrent creators do not write one file; each
+    // rename installs the same text.
+    const std::string tmp_marker = "cachefs-store.new." + std::to_string(::getpid());
+    UniqueFd m(::openat(s->fd_.get(), tmp_marker.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
                         0644));
     if (!m || ::write(m.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
         ::fsync(m.get()) != 0 ||
-        ::renameat(s->fd_.get(), "cachefs-store.new", s->fd_.get(), kMarker) != 0) {
+        ::renameat(s->fd_.get(), tmp_marker.c_str(), s->fd_.get(), kMarker) != 0) {
+      ::unlinkat(s->fd_.get(), tmp_marker.c_str(), 0);
       throw UsageError::make("store '{}': cannot write its marker: {}", dir, std::strerror(errno));
     }
     marker.reset(::openat(s->fd_.get(), kMarker, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));

@@ -102,6 +102,21 @@ TEST_F(StoreTest, InitialisesAnEmptyDirectory) {
   EXPECT_NO_THROW(Store::open((root_ / "store").string(), false));
 }
 
+// Two daemons starting on one fresh cache create its store at the same time:
+// the second sees the first's objects/ before its marker and must not take the
+// half-made store for somebody's data.
+TEST_F(StoreTest, FinishesAStoreAnotherProcessIsCreating) {
+  fs::create_directories(root_ / "store" / "objects");
+  fs::create_directories(root_ / "store" / "tmp");
+  EXPECT_NO_THROW(Store::open((root_ / "store").string(), true));
+  EXPECT_TRUE(fs::is_regular_file(root_ / "store" / "cachefs-store"));
+  // Not without `create`, and not when something else is there.
+  fs::create_directories(root_ / "half" / "objects");
+  EXPECT_THROW(Store::open((root_ / "half").string(), false), cachefs::UsageError);
+  write(root_ / "half" / "precious", "data");
+  EXPECT_THROW(Store::open((root_ / "half").string(), true), cachefs::UsageError);
+}
+
 TEST_F(StoreTest, RefusesADirectoryThatIsNotAStore) {
   fs::create_directories(root_ / "notstore");
   write(root_ / "notstore" / "precious", "data");
