@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -42,6 +43,110 @@ bool cachefs_mounted_under(const std::string& prefix) {
     if (line.find("fuse.cachefs") != std::string::npos && line.find(prefix) != std::string::npos) return true;
   }
   return false;
+}
+
+bool cachefs_mounted_at(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string id, parent, devno, root, mnt;
+    f >> id >> parent >> devno >> root >> mnt;
+    if (mnt == path && line.find(" - fuse.cachefs ") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Output of a shell command (stdout), for tar and sha256sum.
+std::string shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+std::string sha256_of(const std::string& file) {
+  return shell("sha256sum '" + file + "'").substr(0, 64);
+}
+
+bool have_command(const std::string& name) {
+  return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+// A process the test starts (a server, a cachefs daemon): output to a log,
+// stopped with SIGTERM (SIGKILL after 10 s) by stop() or when it goes out of
+// scope, so a failing test leaves nothing running.
+class Child {
+ public:
+  Child(std::vector<std::string> argv, std::string log) : log_(std::move(log)) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ~Child() { stop(); }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  bool alive() {
+    if (pid_ <= 0) return false;
+    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
+    return pid_ > 0;
+  }
+  // The first match of `re`'s group 1 in the log (e.g. the port a server
+  // printed), waiting up to 10 s; empty if the process died or never printed it.
+  std::string wait_for(const std::string& re) {
+    const std::regex r(re);
+    for (int i = 0; i < 200; ++i) {
+      std::ifstream in(log_);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      const std::string text = ss.str();
+      std::smatch m;
+      if (std::regex_search(text, m, r)) return m[1];
+      if (!alive()) return "";
+      std::this_thread::sleep_for(50ms);
+    }
+    return "";
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+};
+
+// python3 -m http.server on a port the kernel picks, serving `dir`.
+std::unique_ptr<Child> http_server(const std::string& dir, const std::string& log, std::string& port) {
+  auto c = std::make_unique<Child>(std::vector<std::string>{"python3", "-u", "-m", "http.server", "--bind",
+                                                            "127.0.0.1", "--directory", dir, "0"},
+                                   log);
+  port = c->wait_for(R"(port (\d+))");
+  return c;
 }
 
 class LaunchTest : public ::testing::Test {
@@ -320,6 +425,273 @@ TEST_F(LaunchTest, TwoBuildsAtOnceShareOneCache) {
     EXPECT_EQ(slurp(root_ + "/cache/shared/one." + std::to_string(i)), "one\n");
     EXPECT_EQ(slurp(root_ + "/cache/shared/two." + std::to_string(i)), "two\n");
   }
+}
+
+TEST_F(LaunchTest, VarsFromTheCommandLineOverrideTheFile) {
+  const std::string f = write("pkg.yaml", R"Y(package:
+  name: varied
+  version: 1
+  epoch: 0
+vars:
+  who: world
+  greeting: hello ${{vars.who}}
+var-transforms:
+  - from: ${{vars.who}}
+    match: o
+    replace: "0"
+    to: mangled
+pipeline:
+  - runs: echo "${{vars.greeting}} / ${{vars.mangled}}"
+)Y");
+  std::vector<std::string> args = base(f);
+  args.insert(args.end(), {"--var", "who=moon"});
+  LaunchRun r = launch(args);
+  ASSERT_EQ(r.code(), 0) << r.out;
+  EXPECT_NE(r.out.find("hello moon / m00n"), std::string::npos) << r.out;
+
+  args = base(f);
+  args.insert(args.end(), {"--var", "whom=moon"});
+  r = launch(args);
+  EXPECT_EQ(r.code(), 2) << r.out;
+  EXPECT_NE(r.out.find("--var whom: " + f + " declares no such var (its vars: who, greeting)"),
+            std::string::npos)
+      << r.out;
+  args = base(f);
+  args.insert(args.end(), {"--var", "who"});
+  r = launch(args);
+  EXPECT_EQ(r.code(), 2) << r.out;
+  EXPECT_NE(r.out.find("expected NAME=VALUE"), std::string::npos) << r.out;
+}
+
+// The shipped fetch pipeline through launch, against a server on 127.0.0.1.
+class LaunchFetchTest : public LaunchTest {
+ protected:
+  void SetUp() override {
+    LaunchTest::SetUp();
+    fs::create_directories(root_ + "/srv/tree/src-1.0");
+    std::ofstream(root_ + "/srv/tree/src-1.0/hello.txt") << "fetched content\n";
+    shell("tar --sort=name --mtime=@0 --owner=0 --group=0 -C '" + root_ + "/srv/tree' -czf '" + root_ +
+          "/srv/src-1.0.tar.gz' src-1.0");
+    sha_ = sha256_of(root_ + "/srv/src-1.0.tar.gz");
+    ASSERT_EQ(sha_.size(), 64u);
+    fs::remove_all(root_ + "/srv/tree");
+    server_ = http_server(root_ + "/srv", root_ + "/server.log", port_);
+    ASSERT_FALSE(port_.empty()) << slurp(root_ + "/server.log");
+    file_ = write("pkg.yaml", R"Y(package:
+  name: fetcher
+  version: 1
+  epoch: 0
+vars:
+  port: "1"
+  sha: 0000000000000000000000000000000000000000000000000000000000000000
+pipeline:
+  - uses: fetch
+    with:
+      uri: http://127.0.0.1:${{vars.port}}/src-1.0.tar.gz
+      expected-sha256: ${{vars.sha}}
+  - name: show
+    runs: cat hello.txt
+)Y");
+  }
+  void TearDown() override {
+    server_.reset();
+    LaunchTest::TearDown();
+  }
+  std::vector<std::string> args(const std::string& sha) {
+    std::vector<std::string> a = base(file_);
+    a.insert(a.end(), {"--var", "port=" + port_, "--var", "sha=" + sha});
+    return a;
+  }
+  std::vector<std::string> cache_entries() {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(root_ + "/cache")) names.push_back(e.path().filename());
+    return names;
+  }
+  std::string sha_, port_, file_;
+  std::unique_ptr<Child> server_;
+};
+
+TEST_F(LaunchFetchTest, DownloadsOnceThenHitsTheCacheWithTheServerStopped) {
+  LaunchRun r = launch(args(sha_));
+  ASSERT_EQ(r.code(), 0) << r.out;
+  EXPECT_NE(r.out.find("src-1.0.tar.gz: downloading"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("stored in the cache as sha256:" + sha_), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[fetcher/show] fetched content"), std::string::npos) << r.out;
+  ASSERT_TRUE(fs::is_regular_file(root_ + "/cache/sha256:" + sha_)) << r.out;
+  EXPECT_EQ(sha256_of(root_ + "/cache/sha256:" + sha_), sha_);
+
+  server_->stop();
+  r = launch(args(sha_));
+  ASSERT_EQ(r.code(), 0) << r.out;
+  EXPECT_NE(r.out.find("cache hit (sha256:" + sha_ + ")"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("downloading"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[fetcher/show] fetched content"), std::string::npos) << r.out;
+}
+
+TEST_F(LaunchFetchTest, AWrongChecksumFailsTheBuildAndCachesNothing) {
+  std::string wrong = sha_;
+  wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
+  const LaunchRun r = launch(args(wrong));
+  EXPECT_EQ(r.code(), 1) << r.out;
+  EXPECT_NE(r.out.find("src-1.0.tar.gz: sha256 mismatch: expected " + wrong + ", got " + sha_),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("step 'fetch' of fetcher failed (exited with status 1"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("[fetcher/show]"), std::string::npos) << r.out;
+  for (const std::string& name : cache_entries()) {
+    EXPECT_EQ(name.find("sha256:"), std::string::npos) << "left in the cache: " << name;
+  }
+}
+
+TEST_F(LaunchTest, NestedPipelinesAndUsesWithFromAPipelineDir) {
+  write("pipelines/greet.yaml", R"Y(name: greet
+inputs:
+  who:
+    description: who to greet
+    required: true
+  punctuation:
+    default: "!"
+pipeline:
+  - runs: |
+      echo "greet: hello ${{inputs.who}}${{inputs.punctuation}}"
+  - uses: util/stamp
+    with:
+      what: ${{inputs.who}}
+)Y");
+  write("pipelines/util/stamp.yaml", R"Y(name: stamp
+inputs:
+  what:
+    required: true
+pipeline:
+  - runs: |
+      mkdir -p ${{targets.destdir}}/stamps
+      echo "${{inputs.what}}" >> ${{targets.destdir}}/stamps/list
+      echo "stamp: ${{inputs.what}} in $(pwd)"
+)Y");
+  const std::string f = write("pkg.yaml", R"Y(package:
+  name: nest
+  version: 1
+  epoch: 0
+pipeline:
+  - name: outer
+    working-directory: sub
+    environment:
+      LEVEL: outer
+    pipeline:
+      - name: first
+        runs: |
+          echo "first: $LEVEL in $(pwd)"
+      - name: inner
+        environment:
+          LEVEL: inner
+        pipeline:
+          - runs: |
+              echo "deep: $LEVEL"
+          - if: ${{package.name}} == 'other'
+            runs: echo never
+  - uses: greet
+    with:
+      who: ${{package.name}}
+  - uses: greet
+    working-directory: elsewhere
+    with:
+      who: again
+      punctuation: "?"
+)Y");
+  std::vector<std::string> args = base(f);
+  args.insert(args.end(), {"--pipeline-dir", root_ + "/pipelines"});
+  const LaunchRun r = launch(args);
+  ASSERT_EQ(r.code(), 0) << r.out;
+  const std::vector<std::string> in_order = {
+      "[nest/outer/first] first: outer in /home/build/sub",
+      "[nest/outer/inner] deep: inner",
+      "skipped outer/inner",
+      "[nest/greet] greet: hello nest!",
+      "[nest/greet/util/stamp] stamp: nest in /home/build",
+      "greet: hello again?",
+      "stamp: again in /home/build/elsewhere",
+  };
+  size_t at = 0;
+  for (const std::string& want : in_order) {
+    const size_t found = r.out.find(want, at);
+    ASSERT_NE(found, std::string::npos) << "'" << want << "' missing or out of order\n" << r.out;
+    at = found + want.size();
+  }
+  EXPECT_EQ(r.out.find("never"), std::string::npos) << r.out;
+  EXPECT_EQ(slurp(root_ + "/out/nest/stamps/list"), "nest\nagain\n");
+}
+
+TEST_F(LaunchTest, AnExistingCacheMountIsUsedAndLeftMounted) {
+  const std::string backing = root_ + "/backing", mnt = root_ + "/mnt";
+  fs::create_directories(backing);
+  fs::create_directories(mnt);
+  std::ofstream(backing + "/before") << "there before\n";
+  {
+    Child daemon({CACHEFS_BINARY, "-f", "--cache-directory", backing, "-o", "allow_other", mnt},
+                 root_ + "/cachefs.log");
+    for (int i = 0; i < 200 && !cachefs_mounted_at(mnt) && daemon.alive(); ++i) std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(cachefs_mounted_at(mnt)) << slurp(root_ + "/cachefs.log");
+    const std::string f = write("pkg.yaml", R"Y(package:
+  name: hostwide
+  version: 1
+  epoch: 0
+pipeline:
+  - runs: |
+      cat /var/cache/melange/before
+      mkdir -p /var/cache/melange/pip
+      echo written-by-build > /var/cache/melange/pip/wheel
+)Y");
+    std::vector<std::string> args = base(f);
+    args.insert(args.end(), {"--cache-mount", mnt});
+    const LaunchRun r = launch(args);
+    ASSERT_EQ(r.code(), 0) << r.out;
+    EXPECT_NE(r.out.find("[hostwide/") , std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("there before"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("<- " + mnt), std::string::npos) << r.out;
+    // launch did not unmount it, and the write went through it to the backing dir.
+    EXPECT_TRUE(cachefs_mounted_at(mnt)) << r.out;
+    EXPECT_TRUE(daemon.alive());
+    EXPECT_EQ(slurp(mnt + "/pip/wheel"), "written-by-build\n");
+    EXPECT_EQ(slurp(backing + "/pip/wheel"), "written-by-build\n");
+    // Nothing was mounted at --cache-dir's place either.
+    EXPECT_FALSE(fs::exists(root_ + "/cache/pip"));
+    daemon.stop();
+  }
+  for (int i = 0; i < 100 && cachefs_mounted_at(mnt); ++i) std::this_thread::sleep_for(50ms);
+  if (cachefs_mounted_at(mnt)) std::system(("fusermount3 -u -z '" + mnt + "'").c_str());
+  EXPECT_FALSE(cachefs_mounted_at(mnt)) << "the test's own mount did not go away";
+  EXPECT_EQ(slurp(backing + "/pip/wheel"), "written-by-build\n");
+}
+
+// examples/npm-offline: the first build installs from a local registry, the
+// second, with the registry stopped, from npm's cache in the cachefs mount.
+TEST_F(LaunchTest, NpmOfflineExampleInstallsFromTheCacheWithTheRegistryStopped) {
+  if (!have_command("npm") || !have_command("node")) {
+    GTEST_SKIP() << "npm and node are not installed on this machine (the sandbox uses the host's root)";
+  }
+  const std::string example = std::string(SOURCE_DIR) + "/examples/npm-offline";
+  auto registry = std::make_unique<Child>(
+      std::vector<std::string>{"python3", example + "/registry.py", example + "/registry/tiny-greeting"},
+      root_ + "/registry.log");
+  const std::string port = registry->wait_for(R"(port (\d+))");
+  ASSERT_FALSE(port.empty()) << slurp(root_ + "/registry.log");
+  std::vector<std::string> args = base(example + "/pkg.yaml");
+  args.insert(args.end(), {"--var", "port=" + port});
+  LaunchRun r = launch(args);
+  ASSERT_EQ(r.code(), 0) << r.out;
+  EXPECT_NE(r.out.find("hello launch, from tiny-greeting"), std::string::npos) << r.out;
+  EXPECT_NE(slurp(root_ + "/registry.log").find("GET /tiny-greeting/-/tiny-greeting-1.0.0.tgz"),
+            std::string::npos)
+      << slurp(root_ + "/registry.log");
+  EXPECT_TRUE(fs::is_directory(root_ + "/cache/npm/_cacache")) << r.out;
+
+  registry->stop();
+  args.insert(args.end(), {"--var", "offline=true"});
+  r = launch(args);
+  ASSERT_EQ(r.code(), 0) << r.out;
+  EXPECT_NE(r.out.find("npm install --offline"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("hello launch, from tiny-greeting"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::is_regular_file(root_ + "/out/greet-app/usr/lib/greet-app/node_modules/tiny-greeting/index.js"));
 }
 
 }  // namespace
