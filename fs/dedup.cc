@@ -33,8 +33,8 @@ void Deduper::schedule(Node* n) {
   fs_.nodes().ref(n);
   std::lock_guard lock(mu_);
   const bool was_empty = queue_.empty();
-  queue_.push_back(Entry{n, n->write_gen.load(std::memory_order_acquire),
-                         std::chrono::steady_clock::now() + delay_});
+  const auto now = std::chrono::steady_clock::now();
+  queue_.push_back(Entry{n, n->write_gen.load(std::memory_order_acquire), now + delay_, now});
   if (was_empty) cv_.notify_one();
 }
 
@@ -79,6 +79,14 @@ void Deduper::run() {
       cv_.wait_until(lock, queue_.front().due);
       continue;
     }
+    // The mount as a whole must be quiet too, unless the file has waited long.
+    const auto quiet_at = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(
+                              last_write_ns_.load(std::memory_order_relaxed))) +
+                          delay_;
+    if (!stopping_ && now < quiet_at && now - queue_.front().queued < kMaxDefer) {
+      cv_.wait_until(lock, std::min(quiet_at, queue_.front().queued + kMaxDefer));
+      continue;
+    }
     Entry e = queue_.front();
     queue_.pop_front();
     lock.unlock();
@@ -119,6 +127,7 @@ void Filesystem::stop_dedup() {
 }
 
 void Filesystem::written(Node* n) {
+  deduper_->note_write();
   if (n->write_gen.fetch_add(1, std::memory_order_acq_rel) == 0) {
     counters.files_written.fetch_add(1, std::memory_order_relaxed);
   }
@@ -253,6 +262,8 @@ bool Filesystem::dedup_one(Node* n) {
     ::fstat(plan.object.get(), &ost);
     nb = std::make_shared<FileBacking>(f->branch, ost, true);
     nb->ro.install(std::move(plan.object));
+    n->own_mtime_ns.store(st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec,
+                          std::memory_order_relaxed);
     counters.dedup_linked.fetch_add(1, std::memory_order_relaxed);
     counters.dedup_bytes_saved.fetch_add(static_cast<uint64_t>(st.st_size),
                                          std::memory_order_relaxed);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <atomic>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -29,6 +30,14 @@ class Deduper {
   void start();
   // Queues `n` (holding a lookup on it) unless it is queued already.
   void schedule(Node* n);
+  // A change was made through the mount. Dedup waits for the whole mount to be
+  // quiet for the delay (an untar's metadata work and dedup's share one journal
+  // and two CPUs), but never defers a file longer than kMaxDefer.
+  void note_write() {
+    last_write_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                         std::memory_order_relaxed);
+  }
+  static constexpr std::chrono::seconds kMaxDefer{30};
   // Processes what is queued without waiting (for at most `budget`), drops the
   // rest, and stops the worker.
   void stop(std::chrono::seconds budget = std::chrono::seconds(20));
@@ -38,6 +47,7 @@ class Deduper {
     Node* node;
     uint64_t gen;  // write_gen when queued or last looked at
     std::chrono::steady_clock::time_point due;
+    std::chrono::steady_clock::time_point queued;
     int attempts = 0;
   };
   void run();
@@ -51,6 +61,7 @@ class Deduper {
   bool stopping_ = false;
   std::chrono::steady_clock::time_point stop_deadline_;
   std::thread worker_;
+  std::atomic<int64_t> last_write_ns_{0};
 };
 
 }  // namespace cachefs

@@ -90,6 +90,10 @@ struct Node {
   // The inode number shown, once the backing inode's own cannot be (a path of a
   // shared object; a file that became one): 0 until then.
   std::atomic<uint64_t> fixed_ino{0};
+  // The file's own mtime (ns since the epoch) when dedup linked it to an object
+  // with another: the kernel (write-back cache) keeps showing and writing back
+  // that time, which is not a change. 0: none.
+  std::atomic<int64_t> own_mtime_ns{0};
   std::shared_ptr<FileBacking> backing() const { return file.load(std::memory_order_acquire); }
   void set_backing(std::shared_ptr<FileBacking> b) {
     file.store(std::move(b), std::memory_order_release);

@@ -4,6 +4,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -105,6 +106,39 @@ int xattr_targets(Filesystem& fs, Node* n, bool all, XattrTargets& t,
   return t.fds.empty() ? ENOENT : 0;
 }
 
+// Would this setattr leave a shared object's path as it is? The kernel writes
+// back its cached mtime (and ctime, which is never set) when it drops a written
+// inode; for a path dedup linked to an object with another mtime, that is the
+// time the path had, not a change, and must not cost a private copy.
+bool unchanged_object(Filesystem& fs, Node* n, const struct stat& attr, int to_set) {
+  const auto f = n->backing();
+  if (!f->object) return false;
+  constexpr int kNoop = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+                        FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME;
+  if (to_set & ~kNoop) return false;  // size, *_NOW
+  int err = 0;
+  FdLease fd = fs.io_fd(n, *f, false, err);
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0) return false;
+  auto same = [](const timespec& a, const timespec& b) {
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+  };
+  // The kernel's write-back of times is MTIME|CTIME alone (a utimens from a
+  // program sets ATIME too, or asks for "now"), carrying the mtime it computed
+  // itself for the last write: within a clock tick of what the file had.
+  const int64_t cur = st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec;
+  const int64_t own = n->own_mtime_ns.load(std::memory_order_relaxed);
+  const int64_t asked = attr.st_mtim.tv_sec * 1'000'000'000LL + attr.st_mtim.tv_nsec;
+  const bool writeback_of_times = to_set == (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME) &&
+                                  std::llabs(asked - (own != 0 ? own : cur)) < 2'000'000'000LL;
+  if (writeback_of_times) return true;
+  return (!(to_set & FUSE_SET_ATTR_MODE) || (attr.st_mode & 07777) == (st.st_mode & 07777)) &&
+         (!(to_set & FUSE_SET_ATTR_UID) || attr.st_uid == st.st_uid) &&
+         (!(to_set & FUSE_SET_ATTR_GID) || attr.st_gid == st.st_gid) &&
+         (!(to_set & FUSE_SET_ATTR_ATIME) || same(attr.st_atim, st.st_atim)) &&
+         (!(to_set & FUSE_SET_ATTR_MTIME) || same(attr.st_mtim, st.st_mtim) || asked == own);
+}
+
 }  // namespace
 
 void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
@@ -122,6 +156,8 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
       FdLease fd = fs.dir_fd(n, static_cast<BranchIndex>(b));
       if (fd) err = apply(fd.get(), false, *attr, to_set);
     }
+  } else if (unchanged_object(fs, n, *attr, to_set)) {
+    // Nothing to do (see unchanged_object).
   } else {
     struct stat st {};
     WriteAccess w;

@@ -126,6 +126,35 @@ TEST_F(DedupTest, IdenticalFilesShareOneObjectAndStillLookApart) {
   EXPECT_ERRNO(EPERM, ::setxattr(Mnt("a").c_str(), "trusted.cachefs.object", "x", 1, 0));
 }
 
+// The kernel (write-back cache) writes back the mtime it computed for the last
+// write when it drops an inode; for a deduplicated path that is not a change
+// and must not cost a private copy (it did: rm -rf of an untarred tree copied
+// every shared file before deleting it).
+TEST_F(DedupTest, DroppingDeduplicatedFilesCopiesNothing) {
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  const std::string data = Bytes(20'000, 30);
+  std::vector<std::string> paths;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(WriteFile(Mnt("f" + std::to_string(i)), data));
+    paths.push_back(InBacking(0, "f" + std::to_string(i)));
+    std::this_thread::sleep_for(5ms);  // a different mtime each
+  }
+  ASSERT_TRUE(WaitShared(paths));
+  for (int i = 0; i < 10; ++i) ASSERT_SYS_OK(::unlink(Mnt("f" + std::to_string(i)).c_str()));
+  // A utimens from a program is a change: it still gets its copy.
+  ASSERT_TRUE(WriteFile(Mnt("g"), data));
+  ASSERT_TRUE(WriteFile(Mnt("h"), data));
+  ASSERT_TRUE(WaitShared({InBacking(0, "g"), InBacking(0, "h")}));
+  const timespec t[2] = {{5000, 0}, {6000, 0}};
+  ASSERT_SYS_OK(::utimensat(AT_FDCWD, Mnt("g").c_str(), t, 0));
+  EXPECT_EQ(Lstat(Mnt("g")).st_mtim.tv_sec, 6000);
+  EXPECT_NE(Lstat(Mnt("h")).st_mtim.tv_sec, 6000);
+  EXPECT_NE(Lstat(InBacking(0, "h")).st_mtim.tv_sec, 6000);
+  ASSERT_TRUE(mount().Stop());
+  const std::string log = mount().Log();
+  EXPECT_NE(log.find("\"cow_breaks\":1,"), std::string::npos) << log;
+}
+
 TEST_F(DedupTest, AcrossRoutesOnOneFilesystem) {
   ASSERT_TRUE(StartMount(Args(RoutedArgs())));
   const std::string data = Bytes(50'000, 3);
