@@ -20,13 +20,6 @@
 namespace cachefs::tools {
 namespace {
 
-struct DevInoHash {
-  size_t operator()(const DevIno& d) const {
-    return std::hash<uint64_t>()(static_cast<uint64_t>(d.first) * 0x9e3779b97f4a7c15ULL ^
-                                 static_cast<uint64_t>(d.second));
-  }
-};
-
 struct PathRef {
   size_t branch;
   std::string rel;

@@ -18,12 +18,6 @@
 namespace cachefs::tools {
 namespace {
 
-struct DevInoHash {
-  size_t operator()(const DevIno& d) const {
-    return std::hash<uint64_t>()(static_cast<uint64_t>(d.first) * 0x9e3779b97f4a7c15ULL ^
-                                 static_cast<uint64_t>(d.second));
-  }
-};
 using InodeSet = std::unordered_set<DevIno, DevInoHash>;
 
 // Files, logical bytes (every path) and physical bytes (every inode once).

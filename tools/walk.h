@@ -30,6 +30,12 @@ struct Entry {
 };
 
 using DevIno = std::pair<dev_t, ino_t>;
+struct DevInoHash {
+  size_t operator()(const DevIno& d) const {
+    return std::hash<uint64_t>()(static_cast<uint64_t>(d.first) * 0x9e3779b97f4a7c15ULL ^
+                                 static_cast<uint64_t>(d.second));
+  }
+};
 
 struct WalkOptions {
   std::set<DevIno> skip_dirs;  // directories not entered (the store, other roots)

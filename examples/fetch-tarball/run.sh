@@ -4,7 +4,7 @@
 # fetch step downloads, verifies and stores sha256:<hex> in the cache), stop the
 # server, build again (the fetch step finds the file in the cache).
 #
-#   bash examples/fetch-tarball/run.sh [--launch PATH] [--cache-dir DIR] [--keep-cache]
+#   bash examples/fetch-tarball/run.sh [--launch PATH] [--cache-dir DIR]
 #
 # Without --cache-dir a temporary cache is used and removed. Everything this
 # script starts or creates (server, temporary directories) is gone when it
@@ -13,22 +13,7 @@ set -euo pipefail
 export LC_ALL=C
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-LAUNCH=${LAUNCH_BIN:-$REPO/build/launcher/launch}
-CACHE_DIR=
-
-while [ $# -gt 0 ]; do
-  case $1 in
-    --launch) LAUNCH=$2; shift ;;
-    --launch=*) LAUNCH=${1#*=} ;;
-    --cache-dir) CACHE_DIR=$2; shift ;;
-    --cache-dir=*) CACHE_DIR=${1#*=} ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-    *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
-  esac
-  shift
-done
-[ -x "$LAUNCH" ] || { echo "run.sh: no launch binary at $LAUNCH (build it, or --launch PATH)" >&2; exit 2; }
+source "$HERE/../example-args.sh" "$@"
 
 TMP=$(mktemp -d /var/tmp/fetch-tarball.XXXXXX)
 SERVER_PID=

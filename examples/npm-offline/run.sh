@@ -14,22 +14,7 @@ set -euo pipefail
 export LC_ALL=C
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-LAUNCH=${LAUNCH_BIN:-$REPO/build/launcher/launch}
-CACHE_DIR=
-
-while [ $# -gt 0 ]; do
-  case $1 in
-    --launch) LAUNCH=$2; shift ;;
-    --launch=*) LAUNCH=${1#*=} ;;
-    --cache-dir) CACHE_DIR=$2; shift ;;
-    --cache-dir=*) CACHE_DIR=${1#*=} ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-    *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
-  esac
-  shift
-done
-[ -x "$LAUNCH" ] || { echo "run.sh: no launch binary at $LAUNCH (build it, or --launch PATH)" >&2; exit 2; }
+source "$HERE/../example-args.sh" "$@"
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
   echo "run.sh: npm and node are needed on the host for this example; skipping" >&2
   exit 0

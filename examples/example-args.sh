@@ -1,0 +1,21 @@
+# Sourced by the examples' run.sh scripts, with the script's arguments:
+#   HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+#   source "$HERE/../example-args.sh" "$@"
+# Takes --launch PATH, --cache-dir DIR and --help (the script's header comment);
+# sets REPO, LAUNCH (default $LAUNCH_BIN or the build tree's) and CACHE_DIR
+# (empty: the script uses a temporary one), and checks that launch is there.
+REPO=$(cd "$HERE/../.." && pwd)
+LAUNCH=${LAUNCH_BIN:-$REPO/build/launcher/launch}
+CACHE_DIR=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --launch) LAUNCH=$2; shift ;;
+    --launch=*) LAUNCH=${1#*=} ;;
+    --cache-dir) CACHE_DIR=$2; shift ;;
+    --cache-dir=*) CACHE_DIR=${1#*=} ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -x "$LAUNCH" ] || { echo "run.sh: no launch binary at $LAUNCH (build it, or --launch PATH)" >&2; exit 2; }
