@@ -19,3 +19,22 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -x "$LAUNCH" ] || { echo "run.sh: no launch binary at $LAUNCH (build it, or --launch PATH)" >&2; exit 2; }
+
+# example_workspace NAME: a temporary directory $TMP (the cache too, unless
+# --cache-dir), removed on exit with the server whose pid is in $SERVER_PID
+# (stop_server stops it earlier), whatever way the script ends.
+example_workspace() {
+  TMP=$(mktemp -d "/var/tmp/$1.XXXXXX")
+  SERVER_PID=
+  trap 'stop_server; rm -rf "$TMP"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  [ -n "$CACHE_DIR" ] || CACHE_DIR=$TMP/cache
+}
+stop_server() {
+  if [ -n "${SERVER_PID:-}" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+  fi
+}

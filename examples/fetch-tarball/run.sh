@@ -15,23 +15,7 @@ export LC_ALL=C
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/../example-args.sh" "$@"
 
-TMP=$(mktemp -d /var/tmp/fetch-tarball.XXXXXX)
-SERVER_PID=
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-  fi
-}
-cleanup() {
-  stop_server
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-[ -n "$CACHE_DIR" ] || CACHE_DIR=$TMP/cache
+example_workspace fetch-tarball
 
 # The upstream tarball: same bytes on every run (sorted names, fixed mtime and
 # owner, no gzip timestamp).

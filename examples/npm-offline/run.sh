@@ -20,23 +20,7 @@ if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
   exit 0
 fi
 
-TMP=$(mktemp -d /var/tmp/npm-offline.XXXXXX)
-SERVER_PID=
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-  fi
-}
-cleanup() {
-  stop_server
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-[ -n "$CACHE_DIR" ] || CACHE_DIR=$TMP/cache
+example_workspace npm-offline
 
 python3 "$HERE/registry.py" "$HERE/registry/tiny-greeting" >"$TMP/port" 2>"$TMP/registry.log" &
 SERVER_PID=$!
