@@ -55,8 +55,14 @@ struct BuildArgs {
 class WorkDir {
  public:
   WorkDir() {
-    char tmpl[] = "/var/tmp/launch.XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) throw UsageError::make("cannot create a work directory: {}", std::strerror(errno));
+    // $TMPDIR as mktemp(1) honours it; /var/tmp otherwise (disk-backed: a
+    // workspace can be large).
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base != nullptr && *base ? base : "/var/tmp") + "/launch.XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      throw UsageError::make("cannot create a work directory in {}: {}",
+                             tmpl.substr(0, tmpl.rfind('/')), std::strerror(errno));
+    }
     path_ = tmpl;
     int p[2];
     if (::pipe(p) != 0) return;

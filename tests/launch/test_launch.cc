@@ -17,6 +17,8 @@
 #include <sstream>
 #include <thread>
 
+#include "runners/cache_mount.h"
+
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -28,9 +30,11 @@ struct LaunchRun {
   int code() const { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 };
 
-std::set<std::string> launch_temp_dirs() {
+// launch's work directories under `dir` (each test gives launch its own TMPDIR,
+// so tests running in parallel never see each other's).
+std::set<std::string> launch_temp_dirs(const std::string& dir) {
   std::set<std::string> s;
-  for (const auto& e : fs::directory_iterator("/var/tmp")) {
+  for (const auto& e : fs::directory_iterator(dir)) {
     if (e.path().filename().string().rfind("launch.", 0) == 0) s.insert(e.path());
   }
   return s;
@@ -46,15 +50,7 @@ bool cachefs_mounted_under(const std::string& prefix) {
 }
 
 bool cachefs_mounted_at(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string id, parent, devno, root, mnt;
-    f >> id >> parent >> devno >> root >> mnt;
-    if (mnt == path && line.find(" - fuse.cachefs ") != std::string::npos) return true;
-  }
-  return false;
+  return cachefs::runners::is_cachefs_mount(path);
 }
 
 // Output of a shell command (stdout), for tar and sha256sum.
@@ -155,22 +151,26 @@ class LaunchTest : public ::testing::Test {
     char tmpl[] = "/var/tmp/cachefs-launch-test-XXXXXX";
     root_ = ::mkdtemp(tmpl);
     fs::create_directories(root_ + "/cache");
-    before_ = launch_temp_dirs();
+    fs::create_directories(root_ + "/tmp");
+    ::setenv("TMPDIR", (root_ + "/tmp").c_str(), 1);  // inherited by every launch run here
+    before_ = launch_temp_dirs(root_ + "/tmp");
   }
   void TearDown() override {
     // Nothing left behind: no mount, no launch.* work directory.
-    for (int i = 0; i < 100 && cachefs_mounted_under("/var/tmp/launch."); ++i) std::this_thread::sleep_for(50ms);
-    EXPECT_FALSE(cachefs_mounted_under("/var/tmp/launch.")) << "a build's cache mount was left";
+    const std::string work = root_ + "/tmp/launch.";
+    for (int i = 0; i < 100 && cachefs_mounted_under(work); ++i) std::this_thread::sleep_for(50ms);
+    EXPECT_FALSE(cachefs_mounted_under(work)) << "a build's cache mount was left";
     std::set<std::string> left;
     for (int i = 0; i < 100; ++i) {
       left.clear();
-      for (const auto& d : launch_temp_dirs()) {
+      for (const auto& d : launch_temp_dirs(root_ + "/tmp")) {
         if (!before_.count(d)) left.insert(d);
       }
       if (left.empty()) break;
       std::this_thread::sleep_for(50ms);
     }
     EXPECT_TRUE(left.empty()) << "work directory left: " << *left.begin();
+    ::unsetenv("TMPDIR");
     fs::remove_all(root_);
   }
   std::string write(const std::string& name, const std::string& text) {
@@ -364,13 +364,18 @@ pipeline:
   EXPECT_NE(r.out.find("--rootfs"), std::string::npos) << r.out;
 }
 
+// A sleep long enough to be interrupted, and unique to this test process.
+std::string sleep_arg() {
+  return std::to_string(100000 + ::getpid());
+}
+
 // Signals mid-step: launch stops the step, unmounts, removes its work dir.
 class LaunchSignalTest : public LaunchTest, public ::testing::WithParamInterface<int> {};
 
 TEST_P(LaunchSignalTest, NothingIsLeftBehind) {
   const std::string marker = root_ + "/started";
   const std::string f = write("pkg.yaml", "package:\n  name: slow\n  version: 1\n  epoch: 0\npipeline:\n"
-                                          "  - runs: |\n      touch /var/cache/melange/started\n      sleep 600\n");
+                                          "  - runs: |\n      touch /var/cache/melange/started\n      sleep " + sleep_arg() + "\n");
   const int sig = GetParam();
   const LaunchRun r = launch(base(f), [&](pid_t pid) {
     for (int i = 0; i < 400 && !fs::exists(root_ + "/cache/started"); ++i) std::this_thread::sleep_for(25ms);
@@ -384,7 +389,9 @@ TEST_P(LaunchSignalTest, NothingIsLeftBehind) {
   }
   // No sandbox left: nothing still sleeps in it.
   std::this_thread::sleep_for(300ms);
-  const int pgrep = std::system("pgrep -f 'sleep 60[0]' >/dev/null");
+  // Unique to this process, so a parallel test's step is not mistaken for ours.
+  const std::string a = sleep_arg();
+  const int pgrep = std::system(("pgrep -f 'sleep " + a.substr(0, a.size() - 1) + "[" + a.back() + "]' >/dev/null").c_str());
   EXPECT_NE(WEXITSTATUS(pgrep), 0) << "the step's process survived";
 }
 
