@@ -141,18 +141,19 @@ TEST_F(DedupTest, DroppingDeduplicatedFilesCopiesNothing) {
   }
   ASSERT_TRUE(WaitShared(paths));
   for (int i = 0; i < 10; ++i) ASSERT_SYS_OK(::unlink(Mnt("f" + std::to_string(i)).c_str()));
-  // A utimens from a program is a change: it still gets its copy.
+  std::this_thread::sleep_for(100ms);  // the kernel's write-backs of times, if any
+  EXPECT_EQ(Counter(Stats(), "cow_breaks"), 0u) << Stats();
+  // A utimens from a program is a change: it gets its copy.
   ASSERT_TRUE(WriteFile(Mnt("g"), data));
   ASSERT_TRUE(WriteFile(Mnt("h"), data));
   ASSERT_TRUE(WaitShared({InBacking(0, "g"), InBacking(0, "h")}));
   const timespec t[2] = {{5000, 0}, {6000, 0}};
   ASSERT_SYS_OK(::utimensat(AT_FDCWD, Mnt("g").c_str(), t, 0));
+  EXPECT_GE(Counter(Stats(), "cow_breaks"), 1u) << Stats();
   EXPECT_EQ(Lstat(Mnt("g")).st_mtim.tv_sec, 6000);
   EXPECT_NE(Lstat(Mnt("h")).st_mtim.tv_sec, 6000);
   EXPECT_NE(Lstat(InBacking(0, "h")).st_mtim.tv_sec, 6000);
-  ASSERT_TRUE(mount().Stop());
-  const std::string log = mount().Log();
-  EXPECT_NE(log.find("\"cow_breaks\":1,"), std::string::npos) << log;
+  EXPECT_EQ(ReadFile(Mnt("h")), data);
 }
 
 TEST_F(DedupTest, AcrossRoutesOnOneFilesystem) {
