@@ -281,21 +281,26 @@ int Store::adopt(int fd, const ObjectKey& key) const {
   // directories, root's and 0700, so a relative two-component path is safe).
   const std::string rel = key.fanout() + "/" + name;
   if (::fsetxattr(fd, kObjectXattr, name.data(), name.size(), 0) != 0) return errno;
-  std::string tmp;
-  int err = link_tmp(fd, tmp);
-  if (!err) {
-    int rc = ::renameat2(tmp_.get(), tmp.c_str(), objects_.get(), rel.c_str(), RENAME_NOREPLACE);
-    if (rc != 0 && errno == ENOENT) {
+  // The file is complete and unchanged (the caller checked), so linking it
+  // under its final name is the one atomic step; a link never replaces, so the
+  // first process to store a content wins and others get EEXIST.
+  auto link_final = [&]() -> int {
+    if (::linkat(fd, "", objects_.get(), rel.c_str(), AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT && errno != EPERM) return errno;
+    const int first = errno;
+    // ENOENT: no fan-out directory yet, or (like EPERM) no CAP_DAC_READ_SEARCH
+    // for AT_EMPTY_PATH: the magic link needs neither.
+    if (first == ENOENT) {
       UniqueFd made;
-      if (fanout_dir(key.fanout(), made) == 0) {
-        rc = ::renameat2(tmp_.get(), tmp.c_str(), objects_.get(), rel.c_str(), RENAME_NOREPLACE);
-      }
+      fanout_dir(key.fanout(), made);
     }
-    if (rc != 0) {
-      err = errno;
-      ::unlinkat(tmp_.get(), tmp.c_str(), 0);
+    if (::linkat(AT_FDCWD, proc_path(fd).c_str(), objects_.get(), rel.c_str(), AT_SYMLINK_FOLLOW) ==
+        0) {
+      return 0;
     }
-  }
+    return errno;
+  };
+  const int err = link_final();
   if (err) ::fremovexattr(fd, kObjectXattr);
   return err;
 }
