@@ -11,8 +11,9 @@
 // an object is. An object's inode also carries the xattr trusted.cachefs.object
 // (its name): a backing file with more than one link and that xattr is a path of
 // a deduplicated object, not a hard link a user made. Objects only ever appear
-// under their final name complete: they are linked into tmp/ and renamed into
-// place without replacing anything.
+// under their final name complete: a file is marked, checked unchanged, and
+// linked under that name in one step (a link never replaces anything); paths
+// are swapped through tmp/ with RENAME_EXCHANGE.
 #pragma once
 
 #include <sys/stat.h>
