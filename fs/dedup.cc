@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "fs/filesystem.h"
 
@@ -286,41 +287,41 @@ bool Filesystem::dedup_one(Node* n) {
 
 std::string Filesystem::stats_json() {
   auto c = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
-  std::string branches;
+  Json branches = Json::array();
   for (size_t b = 0; b < branch_count(); ++b) {
-    if (b) branches += ",";
-    const bool same_fs =
-        nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_->dev();
-    const char* why = dedup_on_[b]                                   ? ""
-                      : !same_fs                                     ? "other filesystem than the store"
-                      : cfg_.write_mode != WriteMode::kPassthrough ? "write mode"
-                                                                     : "--dedup off";
-    std::string dir;
-    for (char ch : routes_.branch_dir(static_cast<BranchIndex>(b))) {
-      if (ch == '"' || ch == '\\') dir += '\\';
-      dir += ch;
+    Json branch = Json::object();
+    branch.set("directory", routes_.branch_dir(static_cast<BranchIndex>(b)))
+        .set("dedup", bool(dedup_on_[b]));
+    if (!dedup_on_[b]) {
+      const bool same_fs =
+          nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_->dev();
+      branch.set("dedup_off_reason", !same_fs ? "other filesystem than the store"
+                                     : cfg_.write_mode != WriteMode::kPassthrough ? "write mode"
+                                                                                  : "--dedup off");
     }
-    branches += fmt::format(R"({{"directory":"{}","dedup":{}{}}})", dir,
-                            dedup_on_[b] ? "true" : "false",
-                            *why ? fmt::format(R"(,"dedup_off_reason":"{}")", why) : "");
+    branches.push(std::move(branch));
   }
-  std::string store_path;
-  for (char ch : store_->path()) {
-    if (ch == '"' || ch == '\\') store_path += '\\';
-    store_path += ch;
-  }
-  return fmt::format(
-      R"({{"pid":{},"write_mode":"{}","store":"{}","branches":[{}],)"
-      R"("counters":{{"files_read":{},"files_written":{},"bytes_read":{},"bytes_written":{},)"
-      R"("dedup_linked":{},"dedup_adopted":{},)"
-      R"("dedup_bytes_saved":{},"dedup_skipped":{},"dedup_collisions":{},"dedup_retries":{},)"
-      R"("cow_breaks":{},"cow_bytes":{},"open_files":{}}}}})",
-      ::getpid(), to_string(cfg_.write_mode), store_path, branches, c(counters.files_read),
-      c(counters.files_written), c(counters.bytes_read),
-      c(counters.bytes_written), c(counters.dedup_linked), c(counters.dedup_adopted),
-      c(counters.dedup_bytes_saved), c(counters.dedup_skipped), c(counters.dedup_collisions),
-      c(counters.dedup_retries), c(counters.cow_breaks), c(counters.cow_bytes),
-      FdSlot::open_count());
+  Json counts = Json::object();
+  counts.set("files_read", c(counters.files_read))
+      .set("files_written", c(counters.files_written))
+      .set("bytes_read", c(counters.bytes_read))
+      .set("bytes_written", c(counters.bytes_written))
+      .set("dedup_linked", c(counters.dedup_linked))
+      .set("dedup_adopted", c(counters.dedup_adopted))
+      .set("dedup_bytes_saved", c(counters.dedup_bytes_saved))
+      .set("dedup_skipped", c(counters.dedup_skipped))
+      .set("dedup_collisions", c(counters.dedup_collisions))
+      .set("dedup_retries", c(counters.dedup_retries))
+      .set("cow_breaks", c(counters.cow_breaks))
+      .set("cow_bytes", c(counters.cow_bytes))
+      .set("open_files", FdSlot::open_count());
+  Json doc = Json::object();
+  doc.set("pid", static_cast<int64_t>(::getpid()))
+      .set("write_mode", std::string(to_string(cfg_.write_mode)))
+      .set("store", store_->path())
+      .set("branches", std::move(branches))
+      .set("counters", std::move(counts));
+  return doc.dump();
 }
 
 }  // namespace cachefs

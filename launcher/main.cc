@@ -19,6 +19,8 @@
 #include <optional>
 
 #include "common/error.h"
+#include "common/json.h"
+#include "common/units.h"
 #include "launcher/cache_env.h"
 #include "launcher/pipeline_library.h"
 #include "launcher/plan.h"
@@ -103,33 +105,21 @@ class WorkDir {
   int janitor_pipe_ = -1;
 };
 
-std::string human_bytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
-}
-
-uint64_t json_number(const std::string& json, const std::string& key) {
-  const size_t at = json.find("\"" + key + "\":");
-  if (at == std::string::npos) return 0;
-  return std::strtoull(json.c_str() + at + key.size() + 3, nullptr, 10);
-}
-
 // "cache: read 12 files (3.1 MiB), wrote ..., deduplicated ..."
 std::string cache_report(const std::string& stats) {
-  if (stats.empty()) return "cache: no statistics (the mount did not answer)";
+  const auto doc = Json::parse(stats);
+  const Json* counts = doc ? doc->find("counters") : nullptr;
+  if (counts == nullptr) return "cache: no statistics (the mount did not answer)";
+  auto n = [&](std::string_view key) {
+    const Json* v = counts->find(key);
+    return v != nullptr && v->is_number() ? static_cast<uint64_t>(v->number()) : 0;
+  };
   return fmt::format(
       "cache: read {} files ({}), wrote {} files ({}), deduplicated {} files ({} saved), {} "
       "private copies",
-      json_number(stats, "files_read"), human_bytes(json_number(stats, "bytes_read")),
-      json_number(stats, "files_written"), human_bytes(json_number(stats, "bytes_written")),
-      json_number(stats, "dedup_linked") + json_number(stats, "dedup_adopted"),
-      human_bytes(json_number(stats, "dedup_bytes_saved")), json_number(stats, "cow_breaks"));
+      n("files_read"), human_bytes(n("bytes_read")), n("files_written"),
+      human_bytes(n("bytes_written")), n("dedup_linked") + n("dedup_adopted"),
+      human_bytes(n("dedup_bytes_saved")), n("cow_breaks"));
 }
 
 int run_command(const std::vector<std::string>& argv) {

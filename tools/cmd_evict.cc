@@ -15,7 +15,7 @@
 #include "tools/commands.h"
 #include "tools/progress.h"
 #include "tools/scan.h"
-#include "tools/units.h"
+#include "common/units.h"
 
 namespace cachefs::tools {
 namespace {

@@ -23,7 +23,7 @@
 #include "common/error.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
-#include "tools/units.h"
+#include "common/units.h"
 #include "tools/walk.h"
 #include "tools/work_queue.h"
 

@@ -17,7 +17,7 @@
 #include "tools/commands.h"
 #include "tools/progress.h"
 #include "tools/scan.h"
-#include "tools/units.h"
+#include "common/units.h"
 #include "tools/work_queue.h"
 
 namespace cachefs::tools {

@@ -9,7 +9,7 @@
 
 #include "fs/mount_config.h"
 #include "store/object_store.h"
-#include "tools/json.h"
+#include "common/json.h"
 
 namespace cachefs::tools {
 

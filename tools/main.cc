@@ -9,7 +9,7 @@
 
 #include "common/error.h"
 #include "tools/commands.h"
-#include "tools/units.h"
+#include "common/units.h"
 
 namespace {
 

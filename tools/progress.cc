@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "tools/units.h"
+#include "common/units.h"
 
 namespace cachefs::tools {
 

@@ -21,14 +21,14 @@
 #include <sstream>
 #include <thread>
 
-#include "tools/json.h"
+#include "common/json.h"
 
 extern char** environ;
 
 namespace {
 
 namespace fs = std::filesystem;
-using cachefs::tools::Json;
+using cachefs::Json;
 
 struct Result {
   int status = -1;

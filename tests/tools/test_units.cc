@@ -1,8 +1,8 @@
 // Sizes, ages and the JSON cachectl prints and reads.
 #include <gtest/gtest.h>
 
-#include "tools/json.h"
-#include "tools/units.h"
+#include "common/json.h"
+#include "common/units.h"
 
 namespace cachefs::tools {
 namespace {

@@ -1,10 +1,10 @@
-#include "tools/units.h"
+#include "common/units.h"
 
 #include <cctype>
 #include <cmath>
 #include <cstdio>
 
-namespace cachefs::tools {
+namespace cachefs {
 namespace {
 
 // Splits "1.5G" into a non-negative decimal number and its suffix.
@@ -115,4 +115,4 @@ std::string human_bytes(uint64_t bytes) {
   return buf;
 }
 
-}  // namespace cachefs::tools
+}  // namespace cachefs

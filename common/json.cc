@@ -1,11 +1,11 @@
-#include "tools/json.h"
+#include "common/json.h"
 
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
-namespace cachefs::tools {
+namespace cachefs {
 namespace {
 
 void escape(std::string& out, const std::string& s) {
@@ -361,4 +361,4 @@ std::optional<Json> Json::parse(std::string_view text, std::string* error) {
   return Parser(text).document(error);
 }
 
-}  // namespace cachefs::tools
+}  // namespace cachefs

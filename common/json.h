@@ -1,6 +1,6 @@
-// A small JSON value for cachectl's reports (--json) and for reading the live
-// counters a mount returns. Objects keep their keys in insertion order so a
-// report reads the same way as its human form.
+// A small JSON value: cachectl's reports (--json), the live counters a mount
+// returns (written by the daemon, read by cachectl and launch). Objects keep their
+// keys in insertion order so a report reads the same way as its human form.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,7 @@
 #include <variant>
 #include <vector>
 
-namespace cachefs::tools {
+namespace cachefs {
 
 class Json {
  public:
@@ -74,4 +74,4 @@ class Json {
   std::variant<std::monostate, bool, int64_t, uint64_t, double, std::string, Array, Object> v_;
 };
 
-}  // namespace cachefs::tools
+}  // namespace cachefs

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace cachefs::tools {
+namespace cachefs {
 
 // "10G", "500M", "1.5G", "2T", "100K", "4096": a number (a decimal fraction is
 // allowed with a suffix) and an optional K, M, G or T (binary: ×1024; "Ki",
@@ -20,4 +20,4 @@ std::optional<uint64_t> parse_age(std::string_view text);
 // 1536 -> "1.5 KiB"; below 1 KiB: "512 B".
 std::string human_bytes(uint64_t bytes);
 
-}  // namespace cachefs::tools
+}  // namespace cachefs
