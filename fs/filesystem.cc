@@ -32,11 +32,8 @@ Filesystem::Filesystem(const MountConfig& cfg)
       nodes_(routes_.branch_count(), open_roots(routes_)) {
   store_ = store::Store::open(cfg_.store_dir, true);
   store_->clean_tmp(std::chrono::hours(1));
-  store_fd_.reset(::open(cfg_.store_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!store_fd_) throw UsageError::make("--store '{}': {}", cfg_.store_dir, std::strerror(errno));
   struct stat st {};
-  ::fstat(store_fd_.get(), &st);
-  store_dev_ = st.st_dev;
+  ::fstat(store_->fd(), &st);
   store_ino_ = st.st_ino;
   // Inode numbers are shown as they are when every branch is on one filesystem;
   // otherwise the branch's device gets folded into the high bits so that two
@@ -57,7 +54,7 @@ Filesystem::Filesystem(const MountConfig& cfg)
   // Dedup shares inodes, so it works where a branch and the store are one filesystem.
   for (size_t b = 0; b < branch_count(); ++b) {
     dedup_on_.push_back(cfg_.dedup && cfg_.write_mode == WriteMode::kPassthrough &&
-                        nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_dev_);
+                        nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_->dev());
   }
   deduper_ = std::make_unique<Deduper>(*this, cfg_.dedup_delay);
   if (::access("/proc/self/fd", R_OK) != 0) {

@@ -156,7 +156,7 @@ class Filesystem {
   uint64_t object_path_ino(Node* parent, BranchIndex b, std::string_view name,
                            const struct stat& st) const;
   bool is_store(const struct stat& st) const {
-    return st.st_dev == store_dev_ && st.st_ino == store_ino_;
+    return st.st_dev == store_->dev() && st.st_ino == store_ino_;
   }
   // A name the mount must not accept: empty, ".", "..", containing '/', too long.
   static bool valid_name(std::string_view name);
@@ -170,9 +170,7 @@ class Filesystem {
   MountConfig cfg_;
   RouteTable routes_;
   NodeTable nodes_;
-  UniqueFd store_fd_;
-  dev_t store_dev_ = 0;
-  ino_t store_ino_ = 0;
+  ino_t store_ino_ = 0;  // the store directory, hidden from the view
   bool single_device_ = true;
   std::vector<uint64_t> branch_dev_index_;
   std::mutex evict_mu_;
