@@ -187,8 +187,11 @@ class LaunchTest : public ::testing::Test {
   }
   // Runs launch with `args`; output captured. With `on_start`, called with the pid
   // once started (for signals).
-  LaunchRun launch(std::vector<std::string> args, const std::function<void(pid_t)>& on_start = nullptr) {
-    const std::string out = root_ + "/launch.out";
+  // Output goes to `out_name` in the test's directory (several runs at once
+  // need several).
+  LaunchRun launch(std::vector<std::string> args, const std::function<void(pid_t)>& on_start = nullptr,
+                   const std::string& out_name = "launch.out") {
+    const std::string out = root_ + "/" + out_name;
     args.insert(args.begin(), LAUNCH_BINARY);
     const pid_t pid = ::fork();
     if (pid == 0) {
@@ -407,26 +410,14 @@ TEST_F(LaunchTest, TwoBuildsAtOnceShareOneCache) {
   const std::string a = file("one"), b = file("two");
   LaunchRun ra, rb;
   std::thread t([&] {
-    std::vector<std::string> args = {"build", a, "--cache-dir", root_ + "/cache", "--out-dir",
-                                     root_ + "/out-a", "--skip-package-check"};
-    // A separate output file: launch() writes root_/launch.out.
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open((root_ + "/a.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      std::vector<char*> argv = {const_cast<char*>(LAUNCH_BINARY)};
-      for (auto& x : args) argv.push_back(x.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::waitpid(pid, &ra.status, 0);
+    ra = launch({"build", a, "--cache-dir", root_ + "/cache", "--out-dir", root_ + "/out-a",
+                 "--skip-package-check"},
+                nullptr, "a.out");
   });
   rb = launch({"build", b, "--cache-dir", root_ + "/cache", "--out-dir", root_ + "/out-b",
                "--skip-package-check"});
   t.join();
-  EXPECT_EQ(ra.code(), 0) << slurp(root_ + "/a.out");
+  EXPECT_EQ(ra.code(), 0) << ra.out;
   EXPECT_EQ(rb.code(), 0) << rb.out;
   for (int i = 1; i <= 5; ++i) {
     EXPECT_EQ(slurp(root_ + "/cache/shared/one." + std::to_string(i)), "one\n");

@@ -156,6 +156,23 @@ TEST_F(DedupTest, DroppingDeduplicatedFilesCopiesNothing) {
   EXPECT_EQ(ReadFile(Mnt("h")), data);
 }
 
+// Dedup waits for the whole mount to be write-quiet (an untar's metadata work
+// and dedup's links share the journal and the CPUs), then catches up.
+TEST_F(DedupTest, WaitsWhileTheMountIsBeingWritten) {
+  ASSERT_TRUE(StartMount({"--cache-directory", Backing(0), "--dedup-delay", "0.3"}));
+  const std::string data = Bytes(10'000, 31);
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  ASSERT_TRUE(WriteFile(Mnt("b"), data));
+  // Another file written every 50 ms for 1.5 s: a and b are quiet, the mount is not.
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(WriteFile(Mnt("busy"), std::to_string(i), O_WRONLY | O_CREAT | O_APPEND));
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_NE(Lstat(InBacking(0, "a")).st_ino, Lstat(InBacking(0, "b")).st_ino)
+      << "deduplicated while the mount was being written";
+  EXPECT_TRUE(WaitShared({InBacking(0, "a"), InBacking(0, "b")}));
+}
+
 TEST_F(DedupTest, AcrossRoutesOnOneFilesystem) {
   ASSERT_TRUE(StartMount(Args(RoutedArgs())));
   const std::string data = Bytes(50'000, 3);
