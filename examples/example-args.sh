@@ -38,3 +38,18 @@ stop_server() {
     SERVER_PID=
   fi
 }
+# wait_for_port FILE SED_SCRIPT WHAT LOG: sets $port to the number the server
+# started as $SERVER_PID writes to FILE (SED_SCRIPT extracts it); exits with
+# LOG shown if the server dies or says nothing within 10 s.
+wait_for_port() {
+  port=
+  for _ in $(seq 100); do
+    port=$(sed -n "$2" "$1" | head -1)
+    [ -n "$port" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "run.sh: the $3 did not start" >&2
+  cat "$4" >&2
+  exit 1
+}

@@ -35,14 +35,7 @@ fi
 # The server: port 0, the kernel picks a free one, http.server prints it.
 python3 -u -m http.server --bind 127.0.0.1 --directory "$TMP/srv" 0 >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/.* port \([0-9][0-9]*\) .*/\1/p' "$TMP/server.log" | head -1)
-  [ -n "$port" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "run.sh: the server did not start" >&2; cat "$TMP/server.log" >&2; exit 1; }
+wait_for_port "$TMP/server.log" 's/.* port \([0-9][0-9]*\) .*/\1/p' server "$TMP/server.log"
 echo "run.sh: serving hello-1.0.tar.gz (sha256:$sha) on 127.0.0.1:$port"
 
 build() {

@@ -24,14 +24,7 @@ example_workspace npm-offline
 
 python3 "$HERE/registry.py" "$HERE/registry/tiny-greeting" >"$TMP/port" 2>"$TMP/registry.log" &
 SERVER_PID=$!
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/^port \([0-9][0-9]*\)$/\1/p' "$TMP/port")
-  [ -n "$port" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/registry.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "run.sh: the registry did not start" >&2; cat "$TMP/registry.log" >&2; exit 1; }
+wait_for_port "$TMP/port" 's/^port \([0-9][0-9]*\)$/\1/p' registry "$TMP/registry.log"
 echo "run.sh: registry on 127.0.0.1:$port"
 
 build() {
