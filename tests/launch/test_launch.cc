@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <regex>
+#include <cctype>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -100,17 +100,20 @@ class Child {
     if (::waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
     return pid_ > 0;
   }
-  // The first match of `re`'s group 1 in the log (e.g. the port a server
-  // printed), waiting up to 10 s; empty if the process died or never printed it.
-  std::string wait_for(const std::string& re) {
-    const std::regex r(re);
+  // The number after the first "port " in the log (the port a server printed),
+  // waiting up to 10 s; empty if the process died or never printed it.
+  std::string wait_for_port() {
     for (int i = 0; i < 200; ++i) {
       std::ifstream in(log_);
       std::stringstream ss;
       ss << in.rdbuf();
       const std::string text = ss.str();
-      std::smatch m;
-      if (std::regex_search(text, m, r)) return m[1];
+      for (size_t at = text.find("port "); at != std::string::npos; at = text.find("port ", at + 1)) {
+        const size_t digits = at + 5;
+        size_t end = digits;
+        while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
+        if (end > digits) return text.substr(digits, end - digits);
+      }
       if (!alive()) return "";
       std::this_thread::sleep_for(50ms);
     }
@@ -141,7 +144,7 @@ std::unique_ptr<Child> http_server(const std::string& dir, const std::string& lo
   auto c = std::make_unique<Child>(std::vector<std::string>{"python3", "-u", "-m", "http.server", "--bind",
                                                             "127.0.0.1", "--directory", dir, "0"},
                                    log);
-  port = c->wait_for(R"(port (\d+))");
+  port = c->wait_for_port();
   return c;
 }
 
@@ -671,7 +674,7 @@ TEST_F(LaunchTest, NpmOfflineExampleInstallsFromTheCacheWithTheRegistryStopped) 
   auto registry = std::make_unique<Child>(
       std::vector<std::string>{"python3", example + "/registry.py", example + "/registry/tiny-greeting"},
       root_ + "/registry.log");
-  const std::string port = registry->wait_for(R"(port (\d+))");
+  const std::string port = registry->wait_for_port();
   ASSERT_FALSE(port.empty()) << slurp(root_ + "/registry.log");
   std::vector<std::string> args = base(example + "/pkg.yaml");
   args.insert(args.end(), {"--var", "port=" + port});
