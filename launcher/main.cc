@@ -24,7 +24,7 @@
 #include "launcher/cache_env.h"
 #include "launcher/pipeline_library.h"
 #include "launcher/plan.h"
-#include "runners/bubblewrap.h"
+#include "runners/runner.h"
 #include "runners/cache_mount.h"
 #include "runners/packages.h"
 #include "runners/process.h"
@@ -133,9 +133,8 @@ int run_command(const std::vector<std::string>& argv) {
 }
 
 int build(const BuildArgs& a, const char* self) {
-  if (a.runner != "bubblewrap") {
-    throw UsageError::make("--runner {}: not available in this version (use bubblewrap)", a.runner);
-  }
+  // An unknown runner fails before anything is read or started.
+  const std::vector<std::string> runner_mount_args = runners::cache_mount_args(a.runner);
   launcher::PlanOptions po;
   std::vector<fs::path> user_dirs(a.pipeline_dirs.begin(), a.pipeline_dirs.end());
   for (const auto& d : user_dirs) {
@@ -218,8 +217,33 @@ int build(const BuildArgs& a, const char* self) {
   if (!a.define.empty()) mo.args.insert(mo.args.end(), {"--define-cache-directories", a.define});
   if (!a.policy.empty()) mo.args.insert(mo.args.end(), {"--resolution-policy", a.policy});
   if (!a.store.empty()) mo.args.insert(mo.args.end(), {"--store", a.store});
+  mo.args.insert(mo.args.end(), runner_mount_args.begin(), runner_mount_args.end());
   runners::CacheMount mount(mo);
-  runners::BubblewrapRunner runner({a.rootfs, workspace, mount.path()});
+  runners::RunnerSpec spec;
+  spec.rootfs = a.rootfs;
+  spec.workspace = workspace;
+  spec.cache = mount.path();
+  spec.work_dir = work.path();
+  spec.cpus = plan.package.resources.cpu;
+  spec.memory = plan.package.resources.memory;
+  const std::unique_ptr<runners::Runner> runner = runners::make_runner(a.runner, spec);
+  // Finished on every way out of this function (the destructor finishes too,
+  // but a runner's teardown must come before the mount's).
+  struct Finish {
+    runners::Runner& r;
+    ~Finish() { r.finish(); }
+  } finish{*runner};
+  const auto print_line = [](const std::string& prefix) {
+    return [prefix](std::string_view l, bool is_err) {
+      (is_err ? std::cerr : std::cout) << prefix << l << std::endl;
+    };
+  };
+  const auto stopping = [] { return g_signal.load() != 0; };
+  runner->start(print_line("[" + a.runner + "] "), stopping);
+  if (stopping()) {
+    std::cerr << "launch: interrupted while starting the " << a.runner << " runner" << std::endl;
+    return 128 + g_signal.load();
+  }
 
   std::cout << "launch: building " << plan.package.name << " " << plan.package.full_version
             << " (" << plan.arch << ") with the cache at " << launcher::kCacheRoot << " <- "
@@ -243,12 +267,8 @@ int build(const BuildArgs& a, const char* self) {
       runners::Env env(step.environment.begin(), step.environment.end());
       // melange's PATH when the build does not set one.
       env.try_emplace("PATH", "/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin");
-      const int status = runner.run(
-          step.script, step.working_directory, env,
-          [&](std::string_view l, bool is_err) {
-            (is_err ? std::cerr : std::cout) << prefix << l << std::endl;
-          },
-          [] { return g_signal.load() != 0; });
+      const int status =
+          runner->run(step.script, step.working_directory, env, print_line(prefix), stopping);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (g_signal.load() != 0) {
         std::cerr << "launch: interrupted during " << pkg.name << ": " << step.name << std::endl;
@@ -278,6 +298,7 @@ int build(const BuildArgs& a, const char* self) {
     if (run_command({"tar", "-czf", tarball, "-C", from, "."}) != 0) return 1;
   }
   const std::string stats = mount.stats();
+  runner->finish();
   mount.stop();
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -297,7 +318,7 @@ int main(int argc, char** argv) {
   BuildArgs a;
   CLI::App* b = app.add_subcommand("build", "build a package from a melange build file");
   b->add_option("file", a.file, "the build file (pkg.yaml)")->required();
-  b->add_option("--runner", a.runner, "bubblewrap (default)");
+  b->add_option("--runner", a.runner, runners::runner_names() + " (default bubblewrap)");
   b->add_option("--cache-dir", a.cache_dir, "the cache's default backing directory (default ./melange-cache)");
   b->add_option("--define-cache-directories", a.define, "routes: 'DIR1=REGEX1|DIR2=REGEX2|...'");
   b->add_option("--resolution-policy", a.policy, "strict (default) or weak");

@@ -8,27 +8,6 @@
 #include "common/error.h"
 
 namespace cachefs::runners {
-namespace {
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
-  }
-  return out + "'";
-}
-
-}  // namespace
-
-std::string step_script(const std::string& script, const std::string& workdir) {
-  return "set -e\n"
-         "(set -o pipefail) 2>/dev/null && set -o pipefail\n"
-         "[ -d " + shell_quote(workdir) + " ] || mkdir -p " + shell_quote(workdir) + "\n"
-         "cd " + shell_quote(workdir) + "\n" + script + "\nexit 0\n";
-}
 
 BubblewrapRunner::BubblewrapRunner(SandboxSpec spec) : spec_(std::move(spec)) {
   bwrap_ = find_in_path("bwrap");
@@ -71,8 +50,7 @@ std::vector<std::string> BubblewrapRunner::command(const std::string& script,
 }
 
 int BubblewrapRunner::run(const std::string& script, const std::string& workdir, const Env& env,
-                          const std::function<void(std::string_view, bool)>& line,
-                          const std::function<bool()>& stop) const {
+                          const LineSink& line, const StopCheck& stop) {
   SpawnOptions so;
   so.argv = command(script, workdir, env);
   so.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}};

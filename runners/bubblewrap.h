@@ -3,12 +3,10 @@
 // a private /tmp, /dev and /proc, and the cache mount at /var/cache/melange.
 #pragma once
 
-#include <functional>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "runners/process.h"
+#include "runners/runner.h"
 
 namespace cachefs::runners {
 
@@ -18,10 +16,7 @@ struct SandboxSpec {
   std::string cache;      // host path (the cachefs mount) shown read-write at /var/cache/melange
 };
 
-inline constexpr const char* kBuildHome = "/home/build";
-inline constexpr const char* kCacheDir = "/var/cache/melange";
-
-class BubblewrapRunner {
+class BubblewrapRunner : public Runner {
  public:
   // Throws UsageError if bwrap is missing or the spec's directories are not there.
   explicit BubblewrapRunner(SandboxSpec spec);
@@ -33,8 +28,7 @@ class BubblewrapRunner {
 
   // Runs it, streaming output lines to `line`; returns the waitpid status.
   int run(const std::string& script, const std::string& workdir, const Env& env,
-          const std::function<void(std::string_view, bool is_err)>& line,
-          const std::function<bool()>& stop) const;
+          const LineSink& line, const StopCheck& stop) override;
 
   // Is `path` (absolute) an executable file inside the sandbox's root?
   bool root_has(const std::string& path) const;
@@ -43,9 +37,5 @@ class BubblewrapRunner {
   SandboxSpec spec_;
   std::string bwrap_;
 };
-
-// The shell script a step runs, as melange runs it: set -e (and pipefail where
-// the shell has it), the working directory created and entered.
-std::string step_script(const std::string& script, const std::string& workdir);
 
 }  // namespace cachefs::runners

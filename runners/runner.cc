@@ -1,0 +1,45 @@
+#include "runners/runner.h"
+
+#include "common/error.h"
+#include "runners/bubblewrap.h"
+
+namespace cachefs::runners {
+namespace {
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+std::string step_script(const std::string& script, const std::string& workdir) {
+  return "set -e\n"
+         "(set -o pipefail) 2>/dev/null && set -o pipefail\n"
+         "[ -d " + shell_quote(workdir) + " ] || mkdir -p " + shell_quote(workdir) + "\n"
+         "cd " + shell_quote(workdir) + "\n" + script + "\nexit 0\n";
+}
+
+std::string runner_names() {
+  return "bubblewrap";
+}
+
+std::vector<std::string> cache_mount_args(const std::string& runner) {
+  if (runner == "bubblewrap") return {};
+  throw UsageError::make("--runner {}: unknown runner (known: {})", runner, runner_names());
+}
+
+std::unique_ptr<Runner> make_runner(const std::string& name, const RunnerSpec& spec) {
+  if (name == "bubblewrap") {
+    return std::make_unique<BubblewrapRunner>(SandboxSpec{spec.rootfs, spec.workspace, spec.cache});
+  }
+  throw UsageError::make("--runner {}: unknown runner (known: {})", name, runner_names());
+}
+
+}  // namespace cachefs::runners
