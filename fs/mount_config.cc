@@ -428,17 +428,6 @@ void validate_paths(MountConfig& cfg) {
       throw UsageError::make("cache directory '{}' lies inside mountpoint '{}'", d, cfg.mountpoint);
     }
   }
-  // Checked on the lexical path first, so a refused store is never created.
-  if (cfg.store_dir.empty()) cfg.store_dir = default_dir + "/.cachefs";
-  const std::string lexical = std::filesystem::absolute(cfg.store_dir).lexically_normal();
-  if (inside(lexical, cfg.mountpoint) || inside(cfg.mountpoint, lexical)) {
-    throw UsageError::make("--store '{}' and mountpoint '{}' overlap", cfg.store_dir,
-                           cfg.mountpoint);
-  }
-  if (::mkdir(cfg.store_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    throw UsageError::make("--store '{}': {}", cfg.store_dir, std::strerror(errno));
-  }
-  cfg.store_dir = canonical_dir(cfg.store_dir, "--store");
   if (!cfg.upper_dir.empty()) {
     // The upper layer holds the build's changes: it may not be part of what it
     // changes (a backing tree, the mount) nor hold them.
@@ -469,6 +458,17 @@ void validate_paths(MountConfig& cfg) {
                              cfg.upper_dir);
     }
   }
+  // Checked on the lexical path first, so a refused store is never created.
+  if (cfg.store_dir.empty()) cfg.store_dir = default_dir + "/.cachefs";
+  const std::string lexical = std::filesystem::absolute(cfg.store_dir).lexically_normal();
+  if (inside(lexical, cfg.mountpoint) || inside(cfg.mountpoint, lexical)) {
+    throw UsageError::make("--store '{}' and mountpoint '{}' overlap", cfg.store_dir,
+                           cfg.mountpoint);
+  }
+  if (::mkdir(cfg.store_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    throw UsageError::make("--store '{}': {}", cfg.store_dir, std::strerror(errno));
+  }
+  cfg.store_dir = canonical_dir(cfg.store_dir, "--store");
 }
 
 }  // namespace cachefs

@@ -21,6 +21,7 @@
 #include "common/units.h"
 #include "fs/filesystem.h"
 #include "fs/ops.h"
+#include "store/object_store.h"
 
 namespace cachefs {
 namespace {
@@ -149,6 +150,8 @@ std::unique_ptr<UpperLayer> UpperLayer::create(const MountConfig& cfg, const Rou
     }
     return u;
   }
+  // The store first: its directory must be one (or empty) before we add to it.
+  store::Store::open(cfg.store_dir, true);
   const std::string base = cfg.store_dir + "/upper";
   if (::mkdir(base.c_str(), 0700) != 0 && errno != EEXIST) {
     throw UsageError::make("--store '{}': cannot make {}: {}", cfg.store_dir, base,
