@@ -414,7 +414,8 @@ int cmd_pull(const Context& ctx, const RemoteArgs& a, const GetEnv& getenv) {
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   uint64_t in_place_n = 0;
-  for (size_t i = 0; i < m.entries.size(); ++i) in_place_n += in_place[i] ? 1 : 0;
+  for (size_t i = 0; i < m.entries.size(); ++i)
+    in_place_n += in_place[i] && m.entries[i].type == RE::Type::kFile ? 1 : 0;
   Json report = Json::object()
                     .set("remote", source->describe())
                     .set("ref", a.ref)
