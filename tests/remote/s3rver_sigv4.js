@@ -15,7 +15,6 @@ const fs = require('fs');
 
 const ACCESS_KEY = 'S3RVER';
 const SECRET = 'S3RVER';
-const log = fs.createWriteStream(logFile, { flags: 'a' });
 
 const hmac = (key, data) => crypto.createHmac('sha256', key).update(data).digest();
 const sha256 = data => crypto.createHash('sha256').update(data).digest('hex');
@@ -64,7 +63,8 @@ function check(req) {
       if (chunk && typeof chunk !== 'function') sent += Buffer.byteLength(chunk);
       return end(chunk, ...rest);
     };
-    res.on('finish', () => log.write(`${req.method} ${req.url} ${res.statusCode} ${sent}\n`));
+    // Synchronously: the line must be there when the client has its answer.
+    res.on('finish', () => fs.appendFileSync(logFile, `${req.method} ${req.url} ${res.statusCode} ${sent}\n`));
     const err = check(req);
     if (err) {
       res.statusCode = 403;
