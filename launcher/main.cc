@@ -22,6 +22,7 @@
 #include "common/json.h"
 #include "common/units.h"
 #include "launcher/cache_env.h"
+#include "launcher/cache_source.h"
 #include "launcher/pipeline_library.h"
 #include "launcher/plan.h"
 #include "runners/runner.h"
@@ -44,7 +45,7 @@ struct BuildArgs {
   std::string file;
   std::string runner = "bubblewrap";
   std::string cache_dir = "./melange-cache";
-  std::string define, policy, store, cache_mount;
+  std::string define, policy, store, cache_mount, cache_source;
   std::string workspace_dir, out_dir = "./packages", source_dir, rootfs;
   std::vector<std::string> env, vars, pipeline_dirs;
   std::string source_date_epoch = "0";
@@ -195,6 +196,7 @@ int build(const BuildArgs& a, const char* self) {
     fs::create_directories(a.cache_dir, ec);
     if (ec) throw UsageError::make("--cache-dir '{}': {}", a.cache_dir, ec.message());
   }
+  if (!a.cache_source.empty()) launcher::preload_cache(self, a.cache_source, a.cache_dir, !a.cache_mount.empty());
 
   WorkDir work;
   std::string workspace = a.workspace_dir;
@@ -320,6 +322,7 @@ int main(int argc, char** argv) {
   b->add_option("file", a.file, "the build file (pkg.yaml)")->required();
   b->add_option("--runner", a.runner, runners::runner_names() + " (default bubblewrap)");
   b->add_option("--cache-dir", a.cache_dir, "the cache's default backing directory (default ./melange-cache)");
+  b->add_option("--cache-source", a.cache_source, "preload the cache from a remote store (DIR or URL) or a plain cache tree");
   b->add_option("--define-cache-directories", a.define, "routes: 'DIR1=REGEX1|DIR2=REGEX2|...'");
   b->add_option("--resolution-policy", a.policy, "strict (default) or weak");
   b->add_option("--store", a.store, "object store (default <cache dir>/.cachefs)");

@@ -8,8 +8,8 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git
   libfuse3-dev fuse3 liburing-dev libxxhash-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcurl4-openssl-dev
-  # tests
-  attr python3 bubblewrap
+  # tests (remote: nginx as a WebDAV store, node for s3rver, openssl for htpasswd)
+  attr python3 bubblewrap nginx nodejs openssl
   # launch examples (examples/): ccache for the C example
   ccache curl
   # benchmarks (peers to compare against)
@@ -29,6 +29,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# s3rver (the S3 store of the remote tests) from the npm registry into a
+# project-local prefix; npm itself comes with the machine's nodejs (Debian's npm
+# package conflicts with it). Skipped when present, or when there is no npm.
+S3RVER_PREFIX=${CACHEFS_TEST_PREFIX:-/opt/cachefs-test}
+if [ ! -f "$S3RVER_PREFIX/node_modules/s3rver/package.json" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p "$S3RVER_PREFIX"
+    npm install --prefix "$S3RVER_PREFIX" --no-audit --no-fund --loglevel=error s3rver@3.7.1 ||
+      echo "install-deps: npm install s3rver failed; the S3 remote tests will fail" >&2
+  else
+    echo "install-deps: no npm; the S3 remote tests need s3rver ($S3RVER_PREFIX)" >&2
+  fi
 fi
 
 # FUSE mounts reachable by other processes (bwrap, podman, qemu) need allow_other.

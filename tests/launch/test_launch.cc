@@ -370,6 +370,34 @@ pipeline:
   EXPECT_NE(r.out.find("--rootfs"), std::string::npos) << r.out;
 }
 
+TEST_F(LaunchTest, CacheSourcePreloadsTheCache) {
+  // A plain cache tree as the source: copied into --cache-dir (deduplicated)
+  // before the build, which finds it at /var/cache/melange.
+  const std::string seed = root_ + "/seed";
+  std::filesystem::create_directories(seed + "/pip");
+  std::ofstream(seed + "/pip/greeting.txt") << "preloaded from the seed\n";
+  const std::string f = write("pkg.yaml", R"Y(package:
+  name: preload
+  version: 1
+  epoch: 0
+pipeline:
+  - runs: cat /var/cache/melange/pip/greeting.txt
+)Y");
+  auto args = base(f);
+  args.insert(args.end(), {"--cache-source", seed});
+  LaunchRun r = launch(args);
+  EXPECT_EQ(r.code(), 0) << r.out;
+  EXPECT_NE(r.out.find("preloaded from the seed"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(root_ + "/cache/.cachefs/cachefs-store"));
+
+  args = base(f);
+  args.insert(args.end(), {"--cache-source", "ftp://u:secret-pw@host/x"});
+  r = launch(args);
+  EXPECT_EQ(r.code(), 2) << r.out;
+  EXPECT_NE(r.out.find("unknown scheme 'ftp'"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("secret-pw"), std::string::npos) << r.out;
+}
+
 // A sleep long enough to be interrupted, and unique to this test process.
 std::string sleep_arg() {
   return std::to_string(100000 + ::getpid());
