@@ -1,6 +1,8 @@
 // The docker runner for real: the docker CLI against podman's engine, started
 // by each test on its own socket, and a busybox image (tests/docker_engine.h).
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,10 +90,16 @@ struct Lines {
 TEST_F(DockerRunnerTest, StepsRunInOneContainerWithTheirEnvironment) {
   std::ofstream(root_ + "/ws/input") << "from the workspace\n";
   std::ofstream(root_ + "/cache/cached") << "from the cache\n";
-  DockerRunner r(spec());
+  DockerSpec s = spec();
+  s.cpus = "500m";
+  s.memory = "256Mi";
+  DockerRunner r(s);
   Lines start;
   r.start(start.sink(), nullptr);
   EXPECT_EQ(engine_->containers_of(::getpid()).size(), 1u);
+  std::string limits;
+  sh_ok("docker inspect --format '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}' " + r.container(), &limits);
+  EXPECT_EQ(limits, "268435456 500000000\n");
   Lines a;
   int status = r.run(
       "pwd; cat /home/build/input /var/cache/melange/cached; echo \"$GREETING|$EMPTY|\"\n"
@@ -178,6 +186,27 @@ TEST_F(DockerRunnerTest, MistakesAreOneClearError) {
   const std::string no_cli = usage_error([&] { DockerRunner r(spec()); });
   ::setenv("PATH", path.c_str(), 1);
   EXPECT_NE(no_cli.find("docker CLI not found in PATH"), std::string::npos) << no_cli;
+}
+
+TEST_F(DockerRunnerTest, AnEngineThatDoesNotAnswerIsAnErrorWithinTheTimeout) {
+  // A socket that accepts connections (the kernel's backlog) and never answers.
+  const std::string sock = root_ + "/hung.sock";
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  ::setenv("DOCKER_HOST", ("unix://" + sock).c_str(), 1);
+  DockerSpec s = spec();
+  s.timeout = 1s;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string e = usage_error([&] { DockerRunner(s).start([](std::string_view, bool) {}, nullptr); });
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ::setenv("DOCKER_HOST", engine_->host().c_str(), 1);
+  ::close(fd);
+  EXPECT_EQ(e, "docker engine not reachable at DOCKER_HOST=unix://" + sock + ": no answer within 1 s");
+  EXPECT_LT(took, 5s);
 }
 
 }  // namespace
