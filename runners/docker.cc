@@ -64,9 +64,11 @@ std::string owner_of_self() {
   const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
   std::string pidns = n > 0 ? std::string(ns, static_cast<size_t>(n)) : "?";
   const size_t open = pidns.find('['), close = pidns.find(']');
-  if (open != std::string::npos && close != std::string::npos) pidns = pidns.substr(open + 1, close - open - 1);
+  if (open != std::string::npos && close != std::string::npos)
+    pidns = pidns.substr(open + 1, close - open - 1);
   const std::string pid = std::to_string(::getpid());
-  return read_first_line("/proc/sys/kernel/random/boot_id") + "/" + pidns + "/" + pid + "/" + start_time(pid);
+  return read_first_line("/proc/sys/kernel/random/boot_id") + "/" + pidns + "/" + pid + "/" +
+         start_time(pid);
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -106,11 +108,12 @@ std::string docker_cpus(const std::string& quantity) {
   const std::string num = milli ? quantity.substr(0, quantity.size() - 1) : quantity;
   const bool digits_ok = !num.empty() && num != "." && num.size() <= 12 &&
                          std::count(num.begin(), num.end(), '.') <= 1 &&
-                         std::all_of(num.begin(), num.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+                         std::all_of(num.begin(), num.end(),
+                                     [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
   const double v = digits_ok ? std::strtod(num.c_str(), nullptr) / (milli ? 1000.0 : 1.0) : 0;
   if (!(v > 0)) {
-    throw UsageError::make("package.resources.cpu '{}': expected a number of CPUs such as 2, 0.5 or 500m",
-                           quantity);
+    throw UsageError::make(
+        "package.resources.cpu '{}': expected a number of CPUs such as 2, 0.5 or 500m", quantity);
   }
   return fmt::format("{:g}", v);
 }
@@ -118,7 +121,8 @@ std::string docker_cpus(const std::string& quantity) {
 std::string docker_memory(const std::string& size) {
   const auto bytes = parse_size(size);
   if (!bytes || *bytes == 0) {
-    throw UsageError::make("package.resources.memory '{}': expected a size such as 4Gi, 512Mi or 2G", size);
+    throw UsageError::make(
+        "package.resources.memory '{}': expected a size such as 4Gi, 512Mi or 2G", size);
   }
   return std::to_string(*bytes);
 }
@@ -175,7 +179,8 @@ std::string DockerRunner::engine() const {
   return "the docker CLI's default engine (DOCKER_HOST is unset)";
 }
 
-DockerRunner::Result DockerRunner::docker(std::vector<std::string> args, std::chrono::milliseconds timeout,
+DockerRunner::Result DockerRunner::docker(std::vector<std::string> args,
+                                          std::chrono::milliseconds timeout,
                                           const StopCheck& stop) const {
   SpawnOptions so;
   so.argv = {docker_};
@@ -184,7 +189,8 @@ DockerRunner::Result DockerRunner::docker(std::vector<std::string> args, std::ch
   Result r;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   r.status = run_streaming(
-      so, [&](std::string_view l, bool is_err) { (is_err ? r.err : r.out) += std::string(l) + "\n"; },
+      so,
+      [&](std::string_view l, bool is_err) { (is_err ? r.err : r.out) += std::string(l) + "\n"; },
       [&] {
         if (std::chrono::steady_clock::now() > deadline) r.timed_out = true;
         return r.timed_out || (stop && stop());
@@ -197,14 +203,17 @@ DockerRunner::Result DockerRunner::docker(std::vector<std::string> args, std::ch
 void DockerRunner::start(const LineSink& line, const StopCheck& stop) {
   // One call probes the engine and the image (`docker version` would cost
   // 0.75 s against podman's engine; this costs 25 ms).
-  const Result img = docker({"image", "inspect", "--format", "{{.Id}}", spec_.image}, spec_.timeout, stop);
+  const Result img =
+      docker({"image", "inspect", "--format", "{{.Id}}", spec_.image}, spec_.timeout, stop);
   if (stop && stop()) return;
   if (!img.ok()) {
     std::string lower = img.err;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     if (lower.find("no such image") != std::string::npos) {
-      throw UsageError::make("--image {}: no such image on the engine at {} (docker pull, load or import it first)",
-                             spec_.image, engine());
+      throw UsageError::make(
+          "--image {}: no such image on the engine at {} (docker pull, load or import it first)",
+          spec_.image, engine());
     }
     if (lower.find("invalid reference") != std::string::npos) {
       throw UsageError::make("--image {}: {}", spec_.image, img.message());
@@ -213,14 +222,14 @@ void DockerRunner::start(const LineSink& line, const StopCheck& stop) {
   }
   remove_orphans(line);
 
-  std::vector<std::string> run = {"run", "-d", "--name", name_,
-                                  "--label", std::string(kOwnerLabel) + "=" + owner_,
-                                  "--label", std::string(kPidLabel) + "=" + std::to_string(::getpid()),
-                                  // The image was checked; never reach out to a registry.
-                                  "--pull", "never",
-                                  // As bubblewrap: the host's network (a fetch from 127.0.0.1 works).
-                                  "--network", "host", "--user", "0:0", "--workdir", kBuildHome,
-                                  "--mount", bind_mount(spec_.workspace, kBuildHome)};
+  std::vector<std::string> run = {
+      "run", "-d", "--name", name_, "--label", std::string(kOwnerLabel) + "=" + owner_, "--label",
+      std::string(kPidLabel) + "=" + std::to_string(::getpid()),
+      // The image was checked; never reach out to a registry.
+      "--pull", "never",
+      // As bubblewrap: the host's network (a fetch from 127.0.0.1 works).
+      "--network", "host", "--user", "0:0", "--workdir", kBuildHome, "--mount",
+      bind_mount(spec_.workspace, kBuildHome)};
   if (!spec_.cache.empty()) run.insert(run.end(), {"--mount", bind_mount(spec_.cache, kCacheDir)});
   if (!spec_.cpus.empty()) run.insert(run.end(), {"--cpus", spec_.cpus});
   if (!spec_.memory.empty()) run.insert(run.end(), {"--memory", spec_.memory});
@@ -230,7 +239,8 @@ void DockerRunner::start(const LineSink& line, const StopCheck& stop) {
   // finish() finds (and removes) it rather than racing its creation.
   created_ = true;
   const Result r = docker(run, spec_.timeout);
-  if (!r.ok()) throw UsageError::make("docker run of image {} failed: {}", spec_.image, r.message());
+  if (!r.ok())
+    throw UsageError::make("docker run of image {} failed: {}", spec_.image, r.message());
 }
 
 void DockerRunner::remove_orphans(const LineSink& line) {
@@ -245,7 +255,8 @@ void DockerRunner::remove_orphans(const LineSink& line) {
     if (sp == std::string::npos) continue;
     const std::vector<std::string> o = split(l.substr(sp + 1), '/');
     // Only containers of this kernel and pid namespace can be judged here.
-    if (o.size() != 4 || mine.size() != 4 || o[0] != mine[0] || o[1] != mine[1] || o[2].empty()) continue;
+    if (o.size() != 4 || mine.size() != 4 || o[0] != mine[0] || o[1] != mine[1] || o[2].empty())
+      continue;
     if (start_time(o[2]) != o[3]) gone.push_back(l.substr(0, sp));
   }
   if (gone.empty()) return;
@@ -254,7 +265,8 @@ void DockerRunner::remove_orphans(const LineSink& line) {
   docker(rm, spec_.timeout);
   std::string names;
   for (const auto& g : gone) names += (names.empty() ? "" : ", ") + g;
-  line("removed " + std::to_string(gone.size()) + " container(s) left by launches that are gone: " + names,
+  line("removed " + std::to_string(gone.size()) +
+           " container(s) left by launches that are gone: " + names,
        true);
 }
 
@@ -302,7 +314,8 @@ void DockerRunner::start_watchdog() {
   watchdog_pipe_ = p[1];
 }
 
-std::vector<std::string> DockerRunner::exec_command(const std::string& script, const std::string& workdir,
+std::vector<std::string> DockerRunner::exec_command(const std::string& script,
+                                                    const std::string& workdir,
                                                     const Env& env) const {
   std::vector<std::string> a = {docker_, "exec", "--workdir", kBuildHome};
   for (const auto& [k, v] : env) a.insert(a.end(), {"-e", k + "=" + v});
@@ -328,7 +341,8 @@ void DockerRunner::finish() {
     removed = r.ok() || r.err.find("no such container") != std::string::npos ||
               r.err.find("No such container") != std::string::npos;
     if (!removed) {
-      std::fprintf(stderr, "launch: could not remove container %s: %s\n", name_.c_str(), r.message().c_str());
+      std::fprintf(stderr, "launch: could not remove container %s: %s\n", name_.c_str(),
+                   r.message().c_str());
     }
   }
   if (watchdog_pipe_ >= 0) {

@@ -66,7 +66,8 @@ class PodmanEngine {
       ::setpgid(0, 0);
       ::setenv("CONTAINERS_CONF", (dir_ + "/containers.conf").c_str(), 1);
       const std::string uri = "unix://" + sock;
-      ::execlp("podman", "podman", "system", "service", "--time=0", uri.c_str(), static_cast<char*>(nullptr));
+      ::execlp("podman", "podman", "system", "service", "--time=0", uri.c_str(),
+               static_cast<char*>(nullptr));
       ::_exit(127);
     }
     host_ = "unix://" + sock;
@@ -109,7 +110,8 @@ class PodmanEngine {
   // Containers (any state) labelled with launch's pid `pid`.
   std::vector<std::string> containers_of(pid_t pid) const {
     std::string out;
-    sh_ok("docker ps -a -q --filter label=" + std::string(kPidLabel) + "=" + std::to_string(pid), &out);
+    sh_ok("docker ps -a -q --filter label=" + std::string(kPidLabel) + "=" + std::to_string(pid),
+          &out);
     std::vector<std::string> ids;
     size_t start = 0;
     while (start < out.size()) {
@@ -135,7 +137,8 @@ class PodmanEngine {
   void import_image() {
     namespace fs = std::filesystem;
     const std::string root = dir_ + "/rootfs";
-    for (const char* d : {"/bin", "/tmp", "/etc", "/home/build", "/var/cache/melange"}) fs::create_directories(root + d);
+    for (const char* d : {"/bin", "/tmp", "/etc", "/home/build", "/var/cache/melange"})
+      fs::create_directories(root + d);
     std::error_code ec;
     fs::copy_file("/bin/busybox", root + "/bin/busybox", ec);
     if (ec) {
@@ -149,11 +152,13 @@ class PodmanEngine {
       size_t nl = list.find('\n', start);
       if (nl == std::string::npos) nl = list.size();
       const std::string applet = list.substr(start, nl - start);
-      if (!applet.empty() && applet != "busybox") fs::create_symlink("busybox", root + "/bin/" + applet, ec);
+      if (!applet.empty() && applet != "busybox")
+        fs::create_symlink("busybox", root + "/bin/" + applet, ec);
       start = nl + 1;
     }
     std::string out;
-    if (!sh_ok("tar -C '" + root + "' -c . | docker import --change 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' - " +
+    if (!sh_ok("tar -C '" + root +
+                   "' -c . | docker import --change 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' - " +
                    kTestImage,
                &out)) {
       error_ = "docker import of the busybox image failed: " + out;

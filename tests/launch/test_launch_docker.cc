@@ -18,7 +18,8 @@ class LaunchDockerTest : public LaunchTest {
     LaunchTest::SetUp();
     fs::create_directories(root_ + "/engine");
     engine_ = std::make_unique<PodmanEngine>(root_ + "/engine");
-    if (engine_->error().find("not installed") != std::string::npos) GTEST_SKIP() << engine_->error();
+    if (engine_->error().find("not installed") != std::string::npos)
+      GTEST_SKIP() << engine_->error();
     ASSERT_EQ(engine_->error(), "");
   }
   void TearDown() override {
@@ -49,7 +50,9 @@ class LaunchDockerTest : public LaunchTest {
     engine_->remove_containers_of(pid_);
     bool daemon = true;
     for (int i = 0; i < 100 && daemon; ++i) {
-      daemon = std::system(("pgrep -f '[c]achefs -f --cache-directory " + root_ + "/cache' >/dev/null").c_str()) == 0;
+      daemon =
+          std::system(("pgrep -f '[c]achefs -f --cache-directory " + root_ + "/cache' >/dev/null")
+                          .c_str()) == 0;
       if (daemon) std::this_thread::sleep_for(50ms);
     }
     EXPECT_FALSE(daemon) << "the build's cachefs daemon is still running";
@@ -86,8 +89,9 @@ pipeline:
   const LaunchRun r = launch_docker(docker_args(f));
   ASSERT_EQ(r.code(), 0) << r.out;
   EXPECT_NE(r.out.find("[boxed/use the cache] read: seeded"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("in /home/build as 0, HOME=/home/build PIP_CACHE_DIR=/var/cache/melange/pip"),
-            std::string::npos)
+  EXPECT_NE(
+      r.out.find("in /home/build as 0, HOME=/home/build PIP_CACHE_DIR=/var/cache/melange/pip"),
+      std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("still there: state in /home/build/sub"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("[boxed/same container] to-stderr"), std::string::npos) << r.out;
@@ -112,7 +116,8 @@ pipeline:
 )Y");
   const LaunchRun r = launch_docker(docker_args(f));
   EXPECT_EQ(r.code(), 1) << r.out;
-  EXPECT_NE(r.out.find("step 'breaks' of broken failed (exited with status 3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step 'breaks' of broken failed (exited with status 3"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("[broken/breaks] about to fail"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("not reached"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("[broken/after]"), std::string::npos) << r.out;
@@ -121,16 +126,19 @@ pipeline:
 
 // Interrupted mid-step (Ctrl-C), or killed outright: the container goes (by
 // launch's teardown, or by its watchdog), and with it the step.
-class LaunchDockerSignalTest : public LaunchDockerTest, public ::testing::WithParamInterface<int> {};
+class LaunchDockerSignalTest : public LaunchDockerTest,
+                               public ::testing::WithParamInterface<int> {};
 
 TEST_P(LaunchDockerSignalTest, TheContainerAndTheMountGo) {
-  const std::string f = write("pkg.yaml", "package:\n  name: slow\n  version: 1\n  epoch: 0\npipeline:\n"
-                                          "  - runs: |\n      touch /var/cache/melange/started\n      sleep " +
-                                              sleep_arg() + "\n");
+  const std::string f = write("pkg.yaml",
+                              "package:\n  name: slow\n  version: 1\n  epoch: 0\npipeline:\n"
+                              "  - runs: |\n      touch /var/cache/melange/started\n      sleep " +
+                                  sleep_arg() + "\n");
   const int sig = GetParam();
   bool had_container = false;
   const LaunchRun r = launch_docker(docker_args(f), [&](pid_t pid) {
-    for (int i = 0; i < 400 && !fs::exists(root_ + "/cache/started"); ++i) std::this_thread::sleep_for(25ms);
+    for (int i = 0; i < 400 && !fs::exists(root_ + "/cache/started"); ++i)
+      std::this_thread::sleep_for(25ms);
     had_container = !engine_->containers_of(pid).empty();
     ::kill(pid, sig);
   });
@@ -146,7 +154,9 @@ TEST_P(LaunchDockerSignalTest, TheContainerAndTheMountGo) {
   const std::string a = sleep_arg();
   bool alive = true;
   for (int i = 0; i < 50 && alive; ++i) {
-    alive = std::system(("pgrep -f 'sleep " + a.substr(0, a.size() - 1) + "[" + a.back() + "]' >/dev/null").c_str()) == 0;
+    alive = std::system(
+                ("pgrep -f 'sleep " + a.substr(0, a.size() - 1) + "[" + a.back() + "]' >/dev/null")
+                    .c_str()) == 0;
     if (alive) std::this_thread::sleep_for(100ms);
   }
   EXPECT_FALSE(alive) << "the step's process survived";
@@ -157,7 +167,8 @@ INSTANTIATE_TEST_SUITE_P(Signals, LaunchDockerSignalTest, ::testing::Values(SIGI
 // Each mistake is one line, exit 2, and nothing is left (TearDown: no mount,
 // no work directory).
 TEST_F(LaunchDockerTest, BadInputIsOneClearLine) {
-  const std::string f = write("pkg.yaml", "package:\n  name: x\n  version: 1\n  epoch: 0\npipeline:\n  - runs: true\n");
+  const std::string f = write(
+      "pkg.yaml", "package:\n  name: x\n  version: 1\n  epoch: 0\npipeline:\n  - runs: true\n");
   auto one_line = [](const LaunchRun& r) {
     return std::count(r.out.begin(), r.out.end(), '\n') == 1 && r.out.rfind("launch: ", 0) == 0;
   };
@@ -175,9 +186,11 @@ TEST_F(LaunchDockerTest, BadInputIsOneClearLine) {
   r = launch_docker(args);
   EXPECT_EQ(r.code(), 2) << r.out;
   EXPECT_TRUE(one_line(r)) << r.out;
-  EXPECT_NE(r.out.find("--image localhost/cachefs-no-such-image:1: no such image on the engine at DOCKER_HOST=" +
-                       engine_->host()),
-            std::string::npos)
+  EXPECT_NE(
+      r.out.find(
+          "--image localhost/cachefs-no-such-image:1: no such image on the engine at DOCKER_HOST=" +
+          engine_->host()),
+      std::string::npos)
       << r.out;
   expect_nothing_left();
 
@@ -188,7 +201,8 @@ TEST_F(LaunchDockerTest, BadInputIsOneClearLine) {
   ::setenv("DOCKER_HOST", engine_->host().c_str(), 1);
   EXPECT_EQ(r.code(), 2) << r.out;
   EXPECT_TRUE(one_line(r)) << r.out;
-  EXPECT_NE(r.out.find("launch: docker engine not reachable at DOCKER_HOST=" + missing + ": "), std::string::npos)
+  EXPECT_NE(r.out.find("launch: docker engine not reachable at DOCKER_HOST=" + missing + ": "),
+            std::string::npos)
       << r.out;
   expect_nothing_left();
 

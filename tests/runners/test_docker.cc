@@ -44,10 +44,13 @@ TEST(DockerResources, MelangeQuantitiesBecomeDockersFlags) {
   EXPECT_EQ(docker_memory("2G"), "2147483648");
   EXPECT_EQ(docker_memory("1048576"), "1048576");
   for (const char* bad : {"two", "", "m", "1.2.3", "-1", "0", "1e3"}) {
-    EXPECT_NE(usage_error([&] { docker_cpus(bad); }).find("package.resources.cpu '"), std::string::npos) << bad;
+    EXPECT_NE(usage_error([&] { docker_cpus(bad); }).find("package.resources.cpu '"),
+              std::string::npos)
+        << bad;
   }
   for (const char* bad : {"lots", "4 GB", "0", "-1Gi"}) {
-    EXPECT_NE(usage_error([&] { docker_memory(bad); }).find("package.resources.memory '"), std::string::npos)
+    EXPECT_NE(usage_error([&] { docker_memory(bad); }).find("package.resources.memory '"),
+              std::string::npos)
         << bad;
   }
 }
@@ -59,7 +62,8 @@ class DockerRunnerTest : public ::testing::Test {
     root_ = ::mkdtemp(tmpl);
     for (const char* d : {"/cache", "/ws", "/engine"}) fs::create_directories(root_ + d);
     engine_ = std::make_unique<PodmanEngine>(root_ + "/engine");
-    if (engine_->error().find("not installed") != std::string::npos) GTEST_SKIP() << engine_->error();
+    if (engine_->error().find("not installed") != std::string::npos)
+      GTEST_SKIP() << engine_->error();
     ASSERT_EQ(engine_->error(), "");
   }
   void TearDown() override {
@@ -98,22 +102,25 @@ TEST_F(DockerRunnerTest, StepsRunInOneContainerWithTheirEnvironment) {
   r.start(start.sink(), nullptr);
   EXPECT_EQ(engine_->containers_of(::getpid()).size(), 1u);
   std::string limits;
-  sh_ok("docker inspect --format '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}' " + r.container(), &limits);
+  sh_ok(
+      "docker inspect --format '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}' " + r.container(),
+      &limits);
   EXPECT_EQ(limits, "268435456 500000000\n");
   Lines a;
   int status = r.run(
       "pwd; cat /home/build/input /var/cache/melange/cached; echo \"$GREETING|$EMPTY|\"\n"
       "echo kept > /tmp/state; echo written > /var/cache/melange/new; echo to-stderr >&2",
-      "/home/build/sub/dir", {{"GREETING", "hello world"}, {"EMPTY", ""}, {"PATH", "/bin"}}, a.sink(), nullptr);
+      "/home/build/sub/dir", {{"GREETING", "hello world"}, {"EMPTY", ""}, {"PATH", "/bin"}},
+      a.sink(), nullptr);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_status(status);
-  EXPECT_EQ(a.out, (std::vector<std::string>{"/home/build/sub/dir", "from the workspace", "from the cache",
-                                             "hello world||"}));
+  EXPECT_EQ(a.out, (std::vector<std::string>{"/home/build/sub/dir", "from the workspace",
+                                             "from the cache", "hello world||"}));
   EXPECT_EQ(a.err, (std::vector<std::string>{"to-stderr"}));
   EXPECT_TRUE(fs::is_directory(root_ + "/ws/sub/dir"));
   EXPECT_EQ(slurp(root_ + "/cache/new"), "written\n");
   Lines b;
-  status = r.run("cat /tmp/state; echo before; false; echo after", "/home/build", {{"PATH", "/bin"}}, b.sink(),
-                 nullptr);
+  status = r.run("cat /tmp/state; echo before; false; echo after", "/home/build",
+                 {{"PATH", "/bin"}}, b.sink(), nullptr);
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
   EXPECT_EQ(b.out, (std::vector<std::string>{"kept", "before"}));
@@ -131,7 +138,9 @@ TEST_F(DockerRunnerTest, StopEndsAStepAndFinishRemovesWhatItRan) {
     stop = true;
   });
   const auto t0 = std::chrono::steady_clock::now();
-  r.run("sleep 1000", "/home/build", {{"PATH", "/bin"}}, [](std::string_view, bool) {}, [&] { return stop.load(); });
+  r.run(
+      "sleep 1000", "/home/build", {{"PATH", "/bin"}}, [](std::string_view, bool) {},
+      [&] { return stop.load(); });
   t.join();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
   r.finish();
@@ -150,18 +159,21 @@ TEST_F(DockerRunnerTest, ContainersOfDeadLaunchesAreRemovedByTheNextStart) {
   const std::string orphan = "cachefs-test-orphan-" + std::to_string(::getpid());
   const std::string elsewhere = "cachefs-test-elsewhere-" + std::to_string(::getpid());
   auto create = [&](const std::string& name, const std::string& owner) {
-    ASSERT_TRUE(sh_ok("docker create --name " + name + " --label " + kOwnerLabel + "=" + owner + " --label " +
-                      kPidLabel + "=" + std::to_string(::getpid()) + " " + kTestImage + " true"));
+    ASSERT_TRUE(sh_ok("docker create --name " + name + " --label " + kOwnerLabel + "=" + owner +
+                      " --label " + kPidLabel + "=" + std::to_string(::getpid()) + " " +
+                      kTestImage + " true"));
   };
   create(orphan, boot + "/" + ns + "/" + std::to_string(dead) + "/12345");
   // Another machine's (or kernel's) container is never touched.
-  create(elsewhere, "00000000-0000-0000-0000-000000000000/" + ns + "/" + std::to_string(dead) + "/12345");
+  create(elsewhere,
+         "00000000-0000-0000-0000-000000000000/" + ns + "/" + std::to_string(dead) + "/12345");
   {
     DockerRunner r(spec());
     Lines l;
     r.start(l.sink(), nullptr);
     ASSERT_EQ(l.err.size(), 1u);
-    EXPECT_NE(l.err[0].find("removed 1 container(s) left by launches that are gone: " + orphan), std::string::npos)
+    EXPECT_NE(l.err[0].find("removed 1 container(s) left by launches that are gone: " + orphan),
+              std::string::npos)
         << l.err[0];
   }
   EXPECT_FALSE(sh_ok("docker container inspect " + orphan));
@@ -172,14 +184,17 @@ TEST_F(DockerRunnerTest, ContainersOfDeadLaunchesAreRemovedByTheNextStart) {
 TEST_F(DockerRunnerTest, MistakesAreOneClearError) {
   DockerSpec s = spec();
   s.image.clear();
-  EXPECT_NE(usage_error([&] { DockerRunner r(s); }).find("--runner docker needs --image"), std::string::npos);
+  EXPECT_NE(usage_error([&] { DockerRunner r(s); }).find("--runner docker needs --image"),
+            std::string::npos);
   s = spec();
   s.memory = "lots";
-  EXPECT_NE(usage_error([&] { DockerRunner r(s); }).find("package.resources.memory 'lots'"), std::string::npos);
+  EXPECT_NE(usage_error([&] { DockerRunner r(s); }).find("package.resources.memory 'lots'"),
+            std::string::npos);
   s = spec();
   s.image = "localhost/cachefs-no-such-image:1";
-  EXPECT_NE(usage_error([&] { DockerRunner(s).start([](std::string_view, bool) {}, nullptr); })
-                .find("no such image on the engine at DOCKER_HOST=" + engine_->host()),
+  EXPECT_NE(usage_error([&] {
+              DockerRunner(s).start([](std::string_view, bool) {}, nullptr);
+            }).find("no such image on the engine at DOCKER_HOST=" + engine_->host()),
             std::string::npos);
   const std::string path = std::getenv("PATH");
   ::setenv("PATH", "/nonexistent", 1);
@@ -201,11 +216,13 @@ TEST_F(DockerRunnerTest, AnEngineThatDoesNotAnswerIsAnErrorWithinTheTimeout) {
   DockerSpec s = spec();
   s.timeout = 1s;
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string e = usage_error([&] { DockerRunner(s).start([](std::string_view, bool) {}, nullptr); });
+  const std::string e =
+      usage_error([&] { DockerRunner(s).start([](std::string_view, bool) {}, nullptr); });
   const auto took = std::chrono::steady_clock::now() - t0;
   ::setenv("DOCKER_HOST", engine_->host().c_str(), 1);
   ::close(fd);
-  EXPECT_EQ(e, "docker engine not reachable at DOCKER_HOST=unix://" + sock + ": no answer within 1 s");
+  EXPECT_EQ(e,
+            "docker engine not reachable at DOCKER_HOST=unix://" + sock + ": no answer within 1 s");
   EXPECT_LT(took, 5s);
 }
 
