@@ -162,7 +162,8 @@ TEST_P(LaunchDockerSignalTest, TheContainerAndTheMountGo) {
   EXPECT_FALSE(alive) << "the step's process survived";
 }
 
-INSTANTIATE_TEST_SUITE_P(Signals, LaunchDockerSignalTest, ::testing::Values(SIGINT, SIGKILL));
+INSTANTIATE_TEST_SUITE_P(Signals, LaunchDockerSignalTest,
+                         ::testing::Values(SIGINT, SIGTERM, SIGKILL));
 
 // Each mistake is one line, exit 2, and nothing is left (TearDown: no mount,
 // no work directory).
