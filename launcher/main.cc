@@ -46,7 +46,7 @@ struct BuildArgs {
   std::string runner = "bubblewrap";
   std::string cache_dir = "./melange-cache";
   std::string define, policy, store, cache_mount, cache_source;
-  std::string workspace_dir, out_dir = "./packages", source_dir, rootfs;
+  std::string workspace_dir, out_dir = "./packages", source_dir, rootfs, image;
   std::vector<std::string> env, vars, pipeline_dirs;
   std::string source_date_epoch = "0";
   bool skip_package_check = false;
@@ -174,7 +174,9 @@ int build(const BuildArgs& a, const char* self) {
   }
   const launcher::Plan plan = launcher::resolve_plan(file, po);
 
-  if (!a.skip_package_check) {
+  // A docker image is the user's choice and is not inspected (melange builds one
+  // from the list; launch does not).
+  if (!a.skip_package_check && a.runner != "docker") {
     const auto missing = runners::missing_packages(a.rootfs.empty() ? "/" : a.rootfs, plan.packages);
     if (!missing.empty()) {
       std::string list;
@@ -223,6 +225,7 @@ int build(const BuildArgs& a, const char* self) {
   runners::CacheMount mount(mo);
   runners::RunnerSpec spec;
   spec.rootfs = a.rootfs;
+  spec.image = a.image;
   spec.workspace = workspace;
   spec.cache = mount.path();
   spec.work_dir = work.path();
@@ -331,6 +334,7 @@ int main(int argc, char** argv) {
   b->add_option("--out-dir", a.out_dir, "where package trees and .tar.gz files go (default ./packages)");
   b->add_option("--source-dir", a.source_dir, "sources copied into the workspace (default ./<package>)");
   b->add_option("--rootfs", a.rootfs, "sandbox root (default: the host's, read-only)");
+  b->add_option("--image", a.image, "the image steps run in (--runner docker; required there)");
   b->add_option("--env", a.env, "KEY=VALUE over the build file's environment (repeatable)");
   b->add_option("--var", a.vars, "NAME=VALUE over the build file's vars: (repeatable; not in melange)");
   b->add_option("--pipeline-dir", a.pipeline_dirs, "more pipelines for uses: (repeatable)");

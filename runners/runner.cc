@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "runners/bubblewrap.h"
+#include "runners/docker.h"
 
 namespace cachefs::runners {
 namespace {
@@ -27,17 +28,25 @@ std::string step_script(const std::string& script, const std::string& workdir) {
 }
 
 std::string runner_names() {
-  return "bubblewrap";
+  return "bubblewrap, docker";
 }
 
 std::vector<std::string> cache_mount_args(const std::string& runner) {
-  if (runner == "bubblewrap") return {};
+  // launch's own mount is always allow_other (cache_mount.cc), which is what
+  // the container engine (another process, as root) needs to reach it.
+  if (runner == "bubblewrap" || runner == "docker") return {};
   throw UsageError::make("--runner {}: unknown runner (known: {})", runner, runner_names());
 }
 
 std::unique_ptr<Runner> make_runner(const std::string& name, const RunnerSpec& spec) {
   if (name == "bubblewrap") {
+    if (!spec.image.empty()) throw UsageError("--image is for --runner docker (bubblewrap runs --rootfs)");
     return std::make_unique<BubblewrapRunner>(SandboxSpec{spec.rootfs, spec.workspace, spec.cache});
+  }
+  if (name == "docker") {
+    if (!spec.rootfs.empty()) throw UsageError("--rootfs is for --runner bubblewrap (docker runs --image)");
+    return std::make_unique<DockerRunner>(
+        DockerSpec{spec.image, spec.workspace, spec.cache, spec.cpus, spec.memory});
   }
   throw UsageError::make("--runner {}: unknown runner (known: {})", name, runner_names());
 }

@@ -10,6 +10,9 @@ PKGS=(
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcurl4-openssl-dev
   # tests (remote: nginx as a WebDAV store, node for s3rver, openssl for htpasswd)
   attr python3 bubblewrap nginx nodejs openssl
+  # the docker runner's tests: podman's Docker-compatible engine (runc: crun
+  # fails on these machines' hybrid cgroups) and busybox-static for the image
+  podman runc busybox-static
   # launch examples (examples/): ccache for the C example
   ccache curl
   # benchmarks (peers to compare against)
@@ -20,6 +23,8 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The docker CLI (launch --runner docker drives it): Debian's comes with docker.io.
+command -v docker >/dev/null || missing+=(docker.io)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -48,4 +53,21 @@ fi
 # FUSE mounts reachable by other processes (bwrap, podman, qemu) need allow_other.
 if [ -f /etc/fuse.conf ] && ! grep -q '^user_allow_other' /etc/fuse.conf; then
   echo user_allow_other >> /etc/fuse.conf || true
+fi
+
+# podman as these machines need it (see /work/shared/ENVIRONMENT.md): runc and
+# cgroupfs. A drop-in, written once, and only where the administrator's own
+# containers.conf does not choose a runtime or cgroup manager already.
+dropin=/etc/containers/containers.conf.d/cachefs.conf
+if [ "$(id -u)" = 0 ] && [ ! -e "$dropin" ] &&
+  ! grep -qsE '^[[:space:]]*(runtime|cgroup_manager)[[:space:]]*=' /etc/containers/containers.conf; then
+  mkdir -p "$(dirname "$dropin")"
+  cat >"$dropin" <<'EOF'
+# Written by cachefs's scripts/install-deps.sh (crun fails on hybrid cgroups).
+[containers]
+default_ulimits = []
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+EOF
 fi
