@@ -536,7 +536,12 @@ TEST_F(DedupTest, KilledAtRandomPointsLosesNothingCompleted) {
         done.store(i + 1);
       }
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(50 + std::rand() % 400));
+    // At least one file first (a loaded machine may take a while), then a
+    // random moment.
+    for (int w = 0; w < 2000 && done.load() == 0; ++w) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::rand() % 400));
     mount().Kill();
     writer.join();
     RunCommand({"fusermount3", "-u", "-z", Mnt()});
