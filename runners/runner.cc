@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "runners/bubblewrap.h"
+#include "runners/qemu.h"
 
 namespace cachefs::runners {
 namespace {
@@ -27,11 +28,12 @@ std::string step_script(const std::string& script, const std::string& workdir) {
 }
 
 std::string runner_names() {
-  return "bubblewrap";
+  return "bubblewrap, qemu";
 }
 
 std::vector<std::string> cache_mount_args(const std::string& runner) {
   if (runner == "bubblewrap") return {};
+  if (runner == "qemu") return qemu_cache_mount_args();
   throw UsageError::make("--runner {}: unknown runner (known: {})", runner, runner_names());
 }
 
@@ -39,6 +41,7 @@ std::unique_ptr<Runner> make_runner(const std::string& name, const RunnerSpec& s
   if (name == "bubblewrap") {
     return std::make_unique<BubblewrapRunner>(SandboxSpec{spec.rootfs, spec.workspace, spec.cache});
   }
+  if (name == "qemu") return std::make_unique<QemuRunner>(spec);
   throw UsageError::make("--runner {}: unknown runner (known: {})", name, runner_names());
 }
 
