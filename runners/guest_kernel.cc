@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "common/error.h"
 #include "runners/process.h"
@@ -46,7 +47,26 @@ int capture(const std::vector<std::string>& argv, const std::string& cwd, std::s
 bool unpacked(const fs::path& root, const std::string& version) {
   std::error_code ec;
   return fs::is_regular_file(root / "boot" / ("vmlinuz-" + version), ec) &&
-         fs::is_regular_file(root / "lib/modules" / version / "modules.dep", ec);
+         fs::is_regular_file(root / "lib/modules" / version / "modules.builtin", ec);
+}
+
+// The uncompressed kernel (ELF, booted through its PVH entry) beside a
+// bzImage: boots seconds faster under TCG, which otherwise spends them
+// decompressing. Made from the bzImage's xz payload; nothing if xz is missing.
+void extract_vmlinux(const fs::path& vmlinuz, const fs::path& vmlinux,
+                     const std::function<void(std::string_view)>& progress) {
+  std::error_code ec;
+  if (fs::is_regular_file(vmlinux, ec) || find_in_path("xz").empty()) return;
+  std::ifstream in(vmlinuz, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = bytes.find(std::string("\xfd" "7zXZ\0", 6));
+  if (at == std::string::npos) return;
+  if (progress) progress("fetch-kernel: uncompressing " + vmlinuz.filename().string() + " for a faster boot");
+  std::string out;
+  capture({"/bin/sh", "-c", "tail -c +$(($1 + 1)) \"$2\" | xz -dc --single-stream > \"$3.tmp\" && mv \"$3.tmp\" \"$3\"",
+           "sh", std::to_string(at), vmlinuz.string(), vmlinux.string()},
+          "", out, progress);
+  fs::remove(vmlinux.string() + ".tmp", ec);
 }
 
 }  // namespace
@@ -74,6 +94,13 @@ GuestKernel guest_kernel_from_env() {
       throw UsageError::make("QEMU_KERNEL_MODULES is not set: the guest kernel's lib/modules/<version> "
                              "directory ({})",
                              kHowToGetOne);
+    }
+  }
+  // fetch-kernel's uncompressed copy, when there is one.
+  if (const std::string name = fs::path(k.image).filename(); name.rfind("vmlinuz-", 0) == 0) {
+    const fs::path elf = fs::path(k.image).parent_path() / ("vmlinux-" + name.substr(8));
+    if (fs::is_regular_file(elf, ec) && fs::last_write_time(elf, ec) >= fs::last_write_time(k.image, ec)) {
+      k.image = elf;
     }
   }
   if (!fs::is_directory(k.modules_dir, ec)) {
@@ -159,7 +186,9 @@ GuestKernel fetch_kernel(const std::string& dir_arg, const std::function<void(st
   } else if (progress) {
     progress("fetch-kernel: " + package + " is already in " + root.string());
   }
-  return {(root / "boot" / ("vmlinuz-" + version)).string(), (root / "lib/modules" / version).string()};
+  const fs::path image = root / "boot" / ("vmlinuz-" + version);
+  extract_vmlinux(image, root / "boot" / ("vmlinux-" + version), progress);
+  return {image.string(), (root / "lib/modules" / version).string()};
 }
 
 std::string kernel_env_lines(const GuestKernel& k) {
