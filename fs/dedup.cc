@@ -150,7 +150,7 @@ int Filesystem::begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep
   for (;;) {
     std::shared_lock shared(io_mutex(n));
     auto f = n->backing();
-    if (!f->object) {
+    if (!f->object && !f->lower) {
       if (need_fd) {
         int err = 0;
         w.fd = io_fd(n, *f, true, err);
@@ -162,7 +162,9 @@ int Filesystem::begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep
     }
     shared.unlock();
     std::unique_lock exclusive(io_mutex(n));
-    if (int err = break_shared(n, keep)) return err;
+    // Discard mode copies a lower file up (whether or not it is a shared
+    // object: the lower layer is never written); passthrough breaks the share.
+    if (int err = f->lower ? copy_up(n, keep) : break_shared(n, keep)) return err;
   }
 }
 
@@ -321,6 +323,7 @@ std::string Filesystem::stats_json() {
       .set("store", store_->path())
       .set("branches", std::move(branches))
       .set("counters", std::move(counts));
+  if (discard()) doc.set("discard", discard_json());
   return doc.dump();
 }
 

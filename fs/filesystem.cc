@@ -1,6 +1,7 @@
 #include "fs/filesystem.h"
 
 #include <fcntl.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <array>
@@ -9,16 +10,22 @@
 
 #include "common/error.h"
 #include "fs/dedup.h"
+#include "fs/overlay.h"
 
 namespace cachefs {
 namespace {
 
-std::vector<UniqueFd> open_roots(const RouteTable& routes) {
+std::vector<UniqueFd> open_roots(const RouteTable& routes, const UpperLayer* upper) {
   std::vector<UniqueFd> fds;
   for (size_t b = 0; b < routes.branch_count(); ++b) {
     const std::string& dir = routes.branch_dir(static_cast<BranchIndex>(b));
     UniqueFd fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!fd) throw UsageError::make("cache directory '{}': {}", dir, std::strerror(errno));
+    fds.push_back(std::move(fd));
+  }
+  if (upper != nullptr) {
+    UniqueFd fd(::open(upper->tree.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) throw UsageError::make("upper directory '{}': {}", upper->tree, std::strerror(errno));
     fds.push_back(std::move(fd));
   }
   return fds;
@@ -29,7 +36,10 @@ std::vector<UniqueFd> open_roots(const RouteTable& routes) {
 Filesystem::Filesystem(const MountConfig& cfg)
     : cfg_(cfg),
       routes_(cfg_.routes, cfg_.policy),
-      nodes_(routes_.branch_count(), open_roots(routes_)) {
+      upper_layer_(cfg_.write_mode == WriteMode::kDiscard ? UpperLayer::create(cfg_, routes_)
+                                                          : nullptr),
+      nodes_(routes_.branch_count() + (upper_layer_ ? 1 : 0),
+             open_roots(routes_, upper_layer_.get())) {
   store_ = store::Store::open(cfg_.store_dir, true);
   store_->clean_tmp(std::chrono::hours(1));
   struct stat st {};
@@ -40,7 +50,7 @@ Filesystem::Filesystem(const MountConfig& cfg)
   // branches' files never show the same number (tar and du would take them for
   // hard links).
   std::vector<dev_t> devs;
-  for (size_t b = 0; b < branch_count(); ++b) {
+  for (size_t b = 0; b < slot_count(); ++b) {
     const auto& slot = nodes_.root()->dirs[b];
     const dev_t dev = slot.dev.load(std::memory_order_relaxed);
     auto it = std::find(devs.begin(), devs.end(), dev);
@@ -55,6 +65,11 @@ Filesystem::Filesystem(const MountConfig& cfg)
   for (size_t b = 0; b < branch_count(); ++b) {
     dedup_on_.push_back(cfg_.dedup && cfg_.write_mode == WriteMode::kPassthrough &&
                         nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_->dev());
+  }
+  if (discard()) {
+    dedup_on_.push_back(false);  // the upper layer: discarded anyway
+    upper_layer_->match_root(nodes_.root()->dirs[routes_.default_branch()].slot.lease().get(),
+                             nodes_.root()->dirs[upper()].slot.lease().get());
   }
   deduper_ = std::make_unique<Deduper>(*this, cfg_.dedup_delay);
   if (::access("/proc/self/fd", R_OK) != 0) {
@@ -77,14 +92,32 @@ uint64_t Filesystem::shown_ino(BranchIndex b, const struct stat& st) const {
 
 FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
   BranchDir& bd = dir->dirs[b];
+  const bool up = is_upper(b);
+  if (discard() && !up) {
+    if (create) {  // the lower layer is never written
+      err = EROFS;
+      return {};
+    }
+    if (dir->opaque.load(std::memory_order_acquire)) {  // hidden by the upper directory
+      err = ENOENT;
+      return {};
+    }
+  }
   if (FdLease l = bd.slot.lease()) return l;
+  if (up && !create && bd.absent.load(std::memory_order_relaxed)) {
+    err = ENOENT;
+    return {};
+  }
   if (dir == nodes_.root()) {  // roots are pinned open: cannot happen
     err = EIO;
     return {};
   }
   ParentRef parent(nodes_, dir);
   FdLease pfd = dir_fd(parent.get(), b, create, err);
-  if (!pfd) return {};
+  if (!pfd) {
+    if (up && err == ENOENT) bd.absent.store(true, std::memory_order_relaxed);
+    return {};
+  }
   const char* name = parent.name().c_str();
   UniqueFd fd(::openat(pfd.get(), name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd && errno == ENOENT && create) {
@@ -102,8 +135,10 @@ FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
     if (fd && have_shown) {
       ::fchownat(fd.get(), "", shown.st_uid, shown.st_gid, AT_EMPTY_PATH);
     }
+    if (fd && up) copy_dir_meta(dir, fd.get());
   }
   if (!fd) {
+    if (up && errno == ENOENT) bd.absent.store(true, std::memory_order_relaxed);
     // ELOOP/ENOTDIR: a symlink or file sits where the directory would be; it is never
     // followed, and the branch simply has no such directory.
     err = errno == ELOOP ? ENOTDIR : errno;
@@ -144,8 +179,8 @@ FdLease Filesystem::io_fd(Node* n, FileBacking& f, bool write, int& err) {
     err = EROFS;
     return {};
   }
-  if (write && f.object) {
-    err = EIO;  // a shared object is never written: writers go through begin_write
+  if (write && (f.object || f.lower)) {
+    err = EIO;  // never written: writers go through begin_write
     return {};
   }
   if (FdLease l = f.rw.lease()) return l;
@@ -161,7 +196,7 @@ FdLease Filesystem::io_fd(Node* n, FileBacking& f, bool write, int& err) {
   // one descriptor serves both; read-only when the inode refuses (busy text file,
   // read-only backing filesystem).
   FdLease l;
-  if (!read_only() && !f.object) {
+  if (!read_only() && !f.object && !f.lower) {
     UniqueFd fd(::open(proc, O_RDWR | O_CLOEXEC));
     if (fd)
       l = f.rw.install(std::move(fd));
@@ -199,11 +234,61 @@ void Filesystem::enforce_fd_budget() {
 }
 
 int Filesystem::probe(Node* parent, std::string_view name, Probe& out, bool all_branches) {
+  out.found.resize(slot_count());
+  if (!discard()) return probe_lower(parent, name, out, all_branches);
+  // The upper layer first: an entry there is what the name is (a whiteout: it
+  // is nothing); the lower layer shows through only under an upper directory
+  // that is not opaque, and only where it is a directory too.
+  const BranchIndex u = upper();
+  auto& up = out.found[u];
+  up.present = false;
+  up.fd.reset();
+  out.whiteout = out.opaque = false;
+  int err = 0;
+  const std::string cname(name);
+  if (FdLease ufd = dir_fd(parent, u, false, err)) {
+    if (::fstatat(ufd.get(), cname.c_str(), &up.st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (is_whiteout(up.st)) {
+        out.whiteout = true;
+      } else {
+        up.present = true;
+        if (S_ISDIR(up.st.st_mode)) {
+          UniqueFd d(::openat(ufd.get(), cname.c_str(),
+                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+          char v;
+          out.opaque = d && ::fgetxattr(d.get(), kOpaqueXattr, &v, 1) >= 0;
+        }
+      }
+    } else if (!absent_errno(errno)) {
+      return errno;
+    }
+  } else if (!absent_errno(err)) {
+    return err;
+  }
+  if (out.whiteout) {
+    for (size_t b = 0; b < branch_count(); ++b) out.found[b].present = false;
+    out.lower = out.res = Resolution{};
+    return ENOENT;
+  }
+  const int lerr = probe_lower(parent, name, out, all_branches || up.present);
+  out.lower = out.res;
+  if (!up.present) return lerr;
+  if (S_ISDIR(up.st.st_mode)) {
+    out.res = {Resolution::kDirectory, 0};
+    if (out.opaque || out.lower.kind != Resolution::kDirectory) {
+      for (size_t b = 0; b < branch_count(); ++b) out.found[b].present = false;
+    }
+  } else {
+    out.res = {Resolution::kFile, u};
+  }
+  return 0;
+}
+
+int Filesystem::probe_lower(Node* parent, std::string_view name, Probe& out, bool all_branches) {
   const size_t nb = branch_count();
-  out.found.resize(nb);
-  for (auto& f : out.found) {
-    f.present = false;
-    f.fd.reset();
+  for (size_t b = 0; b < nb; ++b) {  // the upper slot is probe()'s
+    out.found[b].present = false;
+    out.found[b].fd.reset();
   }
   std::array<bool, kMaxBranches> asked{};
   int failure = 0;  // a branch that could not be looked at (EMFILE, EIO, ...)
@@ -257,8 +342,9 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
     // Several links on the store's filesystem: a path of a shared object (its own
     // file to the user), or a hard link a user made (one node for all its names).
     bool object = false;
+    const bool lower = discard() && b != upper();
     UniqueFd path;
-    if (S_ISREG(st.st_mode) && st.st_nlink > 1 && st.st_dev == store_->dev()) {
+    if (S_ISREG(st.st_mode) && st.st_nlink > 1 && st.st_dev == store_->dev() && !is_upper(b)) {
       int err = 0;
       FdLease pfd = dir_fd(parent, b, false, err);
       if (pfd) path.reset(::openat(pfd.get(), std::string(name).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
@@ -269,9 +355,10 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
         path.reset();
       }
     }
-    auto backing = std::make_shared<FileBacking>(b, st, object);
+    auto backing = std::make_shared<FileBacking>(b, st, object, lower);
     if (path) backing->path.install(std::move(path));
-    n = nodes_.intern_file(parent, name, std::move(backing), object ? 1 : st.st_nlink);
+    // A lower file's names are separate files here: each is copied up on its own.
+    n = nodes_.intern_file(parent, name, std::move(backing), object || lower ? 1 : st.st_nlink);
     if (object && n->fixed_ino.load(std::memory_order_relaxed) == 0) {
       n->fixed_ino.store(object_path_ino(parent, b, name, st), std::memory_order_relaxed);
     }
@@ -290,6 +377,7 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
       if (p.found[b].present) primary = static_cast<int>(b);
     }
     n = nodes_.intern_dir(parent, name, p.found, static_cast<BranchIndex>(primary));
+    if (p.opaque) n->opaque.store(true, std::memory_order_release);
   }
   return entry_for(n, e);
 }
@@ -337,10 +425,10 @@ int Filesystem::getattr(Node* n, struct stat& st) {
   // mtime/ctime of all its branches (so the kernel's readdir cache notices a change
   // in any of them) and, when it spans branches, a link count of 1 ("unknown" to
   // find(1), which must not use the leaf optimisation on a union).
-  const BranchIndex primary = n->primary.load(std::memory_order_relaxed);
+  const BranchIndex primary = shown_branch(n);
   bool have = false;
   int spans = 0;
-  for (size_t b = 0; b < branch_count(); ++b) {
+  for (size_t b = 0; b < slot_count(); ++b) {
     if (!n->dirs[b].known.load(std::memory_order_acquire)) continue;
     FdLease fd = dir_fd(n, static_cast<BranchIndex>(b));
     struct stat bs {};
@@ -385,9 +473,20 @@ UniqueFd Filesystem::open_dir(Node* dir, BranchIndex b, int& err) {
 }
 
 int Filesystem::prepare_create(Node* parent, std::string_view name, bool is_dir,
-                               BranchIndex& branch, FdLease& parent_fd) {
+                               BranchIndex& branch, FdLease& parent_fd, bool* over_whiteout) {
   if (read_only()) return EROFS;
   if (!valid_name(name)) return name.size() > NAME_MAX ? ENAMETOOLONG : EINVAL;
+  if (discard()) {
+    // Everything new goes to the upper layer, over a whiteout if one hides a
+    // deleted lower entry of that name.
+    branch = upper();
+    int err = 0;
+    parent_fd = dir_fd(parent, branch, true, err);
+    if (!parent_fd) return err;
+    const bool had = take_whiteout(parent_fd.get(), std::string(name).c_str());
+    if (over_whiteout != nullptr) *over_whiteout = had;
+    return 0;
+  }
   branch = routes_.create_branch(nodes_.child_path(parent, name, is_dir));
   int err = 0;
   parent_fd = dir_fd(parent, branch, true, err);
@@ -429,7 +528,7 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
   changed(parent);
   Node* n;
   if (S_ISDIR(st.st_mode)) {
-    std::vector<NodeTable::Found> found(branch_count());
+    std::vector<NodeTable::Found> found(slot_count());
     found[branch].present = true;
     found[branch].fd = std::move(fd);
     found[branch].st = st;

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/json.h"
 #include "common/unique_fd.h"
 #include "fs/mount_config.h"
 #include "fs/node_table.h"
@@ -24,6 +25,7 @@
 namespace cachefs {
 
 class Deduper;
+struct UpperLayer;
 
 // What a mount has done since it started (cachectl stats --mount).
 struct Counters {
@@ -59,7 +61,19 @@ class Filesystem {
   const RouteTable& routes() const { return routes_; }
   NodeTable& nodes() { return nodes_; }
   bool read_only() const { return cfg_.write_mode == WriteMode::kReadonly; }
+  bool discard() const { return cfg_.write_mode == WriteMode::kDiscard; }
+  // The routed backing directories (in discard mode: the lower layer).
   size_t branch_count() const { return routes_.branch_count(); }
+  // Directory slots per node: the routed branches, then discard mode's upper.
+  size_t slot_count() const { return nodes_.branch_count(); }
+  // Discard mode's upper layer: the slot after the routed branches.
+  BranchIndex upper() const { return static_cast<BranchIndex>(routes_.branch_count()); }
+  bool is_upper(BranchIndex b) const { return discard() && b == upper(); }
+  // The branch whose attributes and xattrs a directory shows.
+  BranchIndex shown_branch(Node* dir) const {
+    if (discard() && dir->dirs[upper()].known.load(std::memory_order_acquire)) return upper();
+    return dir->primary.load(std::memory_order_relaxed);
+  }
 
   // The fuse_lowlevel_ops table; userdata is the Filesystem.
   static const fuse_lowlevel_ops& operations();
@@ -94,7 +108,13 @@ class Filesystem {
   // What `name` in `parent` is on disk right now, per branch, without making a node.
   struct Probe {
     Resolution res;
-    std::vector<NodeTable::Found> found;  // per branch: fd invalid when absent
+    std::vector<NodeTable::Found> found;  // per slot: fd invalid when absent
+    // Discard mode: what the lower layer alone holds at the name (shown or not),
+    // whether the upper layer has a whiteout there, and whether its directory
+    // there is opaque.
+    Resolution lower;
+    bool whiteout = false;
+    bool opaque = false;
   };
   int probe(Node* parent, std::string_view name, Probe& out, bool all_branches);
 
@@ -118,14 +138,40 @@ class Filesystem {
 
   // Where a new entry named `name` in `parent` goes; checks the name and the mode.
   // On success `branch` and `parent_fd` (created chain) are set.
+  // Discard mode: a whiteout in the way is removed first (`over_whiteout` says so;
+  // put it back with restore_whiteout if the create fails).
   int prepare_create(Node* parent, std::string_view name, bool is_dir, BranchIndex& branch,
-                     FdLease& parent_fd);
+                     FdLease& parent_fd, bool* over_whiteout = nullptr);
   // Gives a just-created entry to the requesting user and makes its node; fills `e`.
   // `fd` is the read-write descriptor creating it gave, if any. Returns 0 or an errno.
   int finish_create(fuse_req_t req, Node* parent, int parent_fd, std::string_view name,
                     BranchIndex branch, UniqueFd fd, fuse_entry_param& e);
   // Gives the entry behind `fd` (stat `st`, updated) to the requesting user.
   void chown_to_caller(fuse_req_t req, int fd, struct stat& st);
+
+  // ---- discard mode (overlay.cc) ----
+
+  // Gives `n` (a lower-layer file; caller holds its I/O stripe exclusively) a
+  // copy of itself in the upper layer — its first `keep` bytes, owner, mode, times
+  // and xattrs — under its name, and makes that its backing. 0 if already upper.
+  int copy_up(Node* n, uint64_t keep);
+  // Copies a lower directory up whole: every entry under it lives in the upper
+  // layer afterwards, and its upper directory is opaque. What `mv dir` needs.
+  int copy_up_tree(Node* dir);
+  // Marks the upper directory `name` in `ufd` opaque (lower ones no longer show).
+  int set_opaque(int ufd, const char* name);
+  static bool is_whiteout(const struct stat& st) {
+    return S_ISCHR(st.st_mode) && st.st_rdev == 0;
+  }
+  // A whiteout at `name` in the upper directory `ufd`: hides the lower entry.
+  static int make_whiteout(int ufd, const char* name);
+  // Removes a whiteout at `name` (true if there was one).
+  static bool take_whiteout(int ufd, const char* name);
+  static void restore_whiteout(int ufd, const char* name) { make_whiteout(ufd, name); }
+  // What the upper layer holds (files created, changed, deleted; bytes), as JSON.
+  Json discard_json();
+  // At unmount: reports, and removes the upper layer unless it is to be kept.
+  void finish_discard();
 
   // ---- dedup (dedup.cc) ----
 
@@ -169,6 +215,7 @@ class Filesystem {
  private:
   MountConfig cfg_;
   RouteTable routes_;
+  std::unique_ptr<UpperLayer> upper_layer_;  // discard mode; before nodes_ (its root fd)
   NodeTable nodes_;
   ino_t store_ino_ = 0;  // the store directory, hidden from the view
   bool single_device_ = true;
@@ -184,6 +231,10 @@ class Filesystem {
     return io_mu_[(reinterpret_cast<uintptr_t>(n) >> 6) % kIoStripes];
   }
   int break_shared(Node* n, uint64_t keep);
+  int probe_lower(Node* parent, std::string_view name, Probe& out, bool all_branches);
+  // Discard mode: a new upper directory (made by dir_fd's create) takes the lower
+  // one's times and xattrs.
+  void copy_dir_meta(Node* dir, int upper_fd);
 };
 
 // fuse_req_userdata, typed.

@@ -22,7 +22,7 @@ namespace {
 
 // cachefs settings that -o accepts as key=value; each is the flag of the same name
 // with '_' for '-'. Boolean ones take no value.
-constexpr std::array<std::string_view, 16> kValueKeys = {"cache_directory",
+constexpr std::array<std::string_view, 17> kValueKeys = {"cache_directory",
                                                          "define_cache_directories",
                                                          "config",
                                                          "resolution_policy",
@@ -37,8 +37,9 @@ constexpr std::array<std::string_view, 16> kValueKeys = {"cache_directory",
                                                          "pid_file",
                                                          "max_open_files",
                                                          "dedup",
-                                                         "dedup_delay"};
-constexpr std::array<std::string_view, 1> kBoolKeys = {"no_writeback_cache"};
+                                                         "dedup_delay",
+                                                         "upper"};
+constexpr std::array<std::string_view, 2> kBoolKeys = {"no_writeback_cache", "keep_upper"};
 
 // Mount options libfuse hands to the kernel (or handles itself).
 constexpr std::array<std::string_view, 26> kFuseKeys = {
@@ -145,7 +146,9 @@ bool inside(const std::string& child, const std::string& parent) {
 }  // namespace
 
 std::string_view to_string(WriteMode m) {
-  return m == WriteMode::kPassthrough ? "passthrough" : "readonly";
+  return m == WriteMode::kPassthrough ? "passthrough"
+         : m == WriteMode::kDiscard   ? "discard"
+                                      : "readonly";
 }
 
 ConfigFileSettings read_config_file(const std::string& path) {
@@ -285,8 +288,13 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
       ->multi_option_policy(last);
   app.add_option("--store", store, "object store directory (default: <cache dir>/.cachefs)")
       ->multi_option_policy(last);
-  app.add_option("--write-mode", write_mode, "passthrough (default) or readonly")
+  app.add_option("--write-mode", write_mode, "passthrough (default), discard or readonly")
       ->multi_option_policy(last);
+  app.add_option("--upper", out.upper_dir,
+                 "discard mode: keep the changes here (default: a private directory in the store)")
+      ->multi_option_policy(last);
+  app.add_flag("--keep-upper", out.keep_upper,
+               "discard mode: leave the changes in the upper directory at unmount");
   app.add_option("--threads", out.threads, "maximum FUSE worker threads")
       ->multi_option_policy(last)
       ->check(CLI::Range(1u, 1024u));
@@ -376,8 +384,15 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
     out.write_mode = WriteMode::kPassthrough;
   } else if (wm == "readonly") {
     out.write_mode = WriteMode::kReadonly;
+  } else if (wm == "discard") {
+    out.write_mode = read_only_opt ? WriteMode::kReadonly : WriteMode::kDiscard;
   } else {
-    throw UsageError::make("--write-mode: unknown mode '{}' (use passthrough or readonly)", wm);
+    throw UsageError::make("--write-mode: unknown mode '{}' (use passthrough, discard or readonly)",
+                           wm);
+  }
+  if (out.write_mode != WriteMode::kDiscard && (!out.upper_dir.empty() || out.keep_upper)) {
+    throw UsageError::make("{}: only for --write-mode discard",
+                           !out.upper_dir.empty() ? "--upper" : "--keep-upper");
   }
   out.store_dir = merged.store_dir;
   if (dedup == "off") {
@@ -411,6 +426,36 @@ void validate_paths(MountConfig& cfg) {
     }
     if (inside(d, cfg.mountpoint)) {
       throw UsageError::make("cache directory '{}' lies inside mountpoint '{}'", d, cfg.mountpoint);
+    }
+  }
+  if (!cfg.upper_dir.empty()) {
+    // The upper layer holds the build's changes: it may not be part of what it
+    // changes (a backing tree, the mount) nor hold them.
+    const std::string up = std::filesystem::absolute(cfg.upper_dir).lexically_normal();
+    for (size_t b = 0; b < table.branch_count(); ++b) {
+      const std::string& d = table.branch_dir(static_cast<BranchIndex>(b));
+      if (inside(up, d) || inside(d, up)) {
+        throw UsageError::make("--upper '{}' and cache directory '{}' overlap", cfg.upper_dir, d);
+      }
+    }
+    if (inside(up, cfg.mountpoint) || inside(cfg.mountpoint, up)) {
+      throw UsageError::make("--upper '{}' and mountpoint '{}' overlap", cfg.upper_dir,
+                             cfg.mountpoint);
+    }
+    if (::mkdir(up.c_str(), 0700) != 0 && errno != EEXIST) {
+      throw UsageError::make("--upper '{}': {}", cfg.upper_dir, std::strerror(errno));
+    }
+    cfg.upper_dir = canonical_dir(up, "--upper");
+    for (size_t b = 0; b < table.branch_count(); ++b) {
+      const std::string& d = table.branch_dir(static_cast<BranchIndex>(b));
+      if (inside(cfg.upper_dir, d) || inside(d, cfg.upper_dir)) {
+        throw UsageError::make("--upper '{}' and cache directory '{}' overlap", cfg.upper_dir, d);
+      }
+    }
+    std::error_code ec;
+    if (!std::filesystem::is_empty(cfg.upper_dir, ec)) {
+      throw UsageError::make("--upper '{}' is not empty (a discard mount starts from an empty one)",
+                             cfg.upper_dir);
     }
   }
   // Checked on the lexical path first, so a refused store is never created.

@@ -14,7 +14,7 @@
 
 namespace cachefs {
 
-enum class WriteMode { kPassthrough, kReadonly };
+enum class WriteMode { kPassthrough, kReadonly, kDiscard };
 std::string_view to_string(WriteMode m);
 
 struct MountConfig {
@@ -38,6 +38,10 @@ struct MountConfig {
   unsigned max_open_files = 0;  // descriptors kept open; 0: 70% of RLIMIT_NOFILE
   bool dedup = true;            // passthrough mode: share identical files written
   double dedup_delay = 1.0;     // seconds a file must stay unchanged first
+  // discard mode: where changes go (empty: a private directory under the store,
+  // <store>/upper/<id>/tree), and whether they stay there after unmount.
+  std::string upper_dir;
+  bool keep_upper = false;
 };
 
 using GetEnv = std::function<const char*(const char*)>;

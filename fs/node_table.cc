@@ -92,6 +92,7 @@ FdLease NodeTable::publish_dir_fd(Node* dir, BranchIndex b, UniqueFd fd, const s
   bd.dev.store(st.st_dev, std::memory_order_relaxed);
   bd.ino.store(st.st_ino, std::memory_order_relaxed);
   bd.known.store(true, std::memory_order_release);
+  bd.absent.store(false, std::memory_order_relaxed);
   return bd.slot.install(std::move(fd));
 }
 
@@ -164,6 +165,7 @@ Node* NodeTable::intern_dir(Node* parent, std::string_view name, std::span<Found
       n->dirs[b].ino.store(found[b].st.st_ino, std::memory_order_relaxed);
       n->dirs[b].known.store(true, std::memory_order_release);
     }
+    n->dirs[b].absent.store(false, std::memory_order_relaxed);
   }
   return n;
 }

@@ -45,14 +45,17 @@ struct BranchDir {
   std::atomic<bool> known{false};  // the branch has this directory (identity below)
   std::atomic<dev_t> dev{0};
   std::atomic<ino_t> ino{0};
+  // Discard mode's upper branch only (which changes through the mount alone):
+  // known not to have this directory, so lookups need not ask again.
+  std::atomic<bool> absent{false};
 };
 
 // One backing inode of a non-directory: its identity and descriptors on it, each
 // reopenable (path by name from the parent directory, checked against dev/ino;
 // data through /proc/self/fd from path).
 struct FileBacking {
-  FileBacking(BranchIndex b, const struct stat& st, bool is_object = false)
-      : branch(b), dev(st.st_dev), ino(st.st_ino), object(is_object) {}
+  FileBacking(BranchIndex b, const struct stat& st, bool is_object = false, bool is_lower = false)
+      : branch(b), dev(st.st_dev), ino(st.st_ino), object(is_object), lower(is_lower) {}
 
   const BranchIndex branch;
   const dev_t dev;
@@ -60,6 +63,9 @@ struct FileBacking {
   // A store object shared with other paths: never written; the first change made
   // through this path swaps in a private copy (Filesystem::begin_write).
   const bool object;
+  // Discard mode: a file of the read-only lower layer. Never opened for writing;
+  // the first change made through the mount copies it up (Filesystem::copy_up).
+  const bool lower;
   FdSlot path;  // O_PATH|O_NOFOLLOW
   FdSlot rw;    // O_RDWR
   FdSlot ro;    // O_RDONLY, when the inode refuses O_RDWR
@@ -110,6 +116,9 @@ struct Node {
   // ---- directories: one slot per branch ----
   std::unique_ptr<BranchDir[]> dirs;
   std::atomic<BranchIndex> primary{0};  // branch whose attributes the directory shows
+  // Discard mode: the upper directory hides the lower ones (it replaced a deleted
+  // directory, or a renamed one was copied up whole); lower branches are not asked.
+  std::atomic<bool> opaque{false};
   // Bumped by every change made through the mount inside this directory; the
   // cached listing is rebuilt when it moves (or a branch directory's mtime does).
   std::atomic<uint64_t> change_gen{0};

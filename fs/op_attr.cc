@@ -96,6 +96,20 @@ int xattr_targets(Filesystem& fs, Node* n, bool all, XattrTargets& t,
     t.fds.push_back(t.file.get());
     return 0;
   }
+  if (fs.discard()) {
+    // The upper directory alone carries them; a change makes it first.
+    int err = 0;
+    const BranchIndex b = write != nullptr ? fs.upper() : fs.shown_branch(n);
+    if (write != nullptr) {
+      FdLease made = fs.dir_fd(n, b, true, err);
+      if (!made) return err;
+    }
+    UniqueFd fd = fs.open_dir(n, b, err);
+    if (!fd) return err;
+    t.dirs.push_back(std::move(fd));
+    t.fds.push_back(t.dirs.back().get());
+    return 0;
+  }
   const BranchIndex primary = n->primary.load();
   if (UniqueFd fd = fs.open_dir(n, primary)) t.dirs.push_back(std::move(fd));
   for (size_t b = 0; all && b < fs.branch_count(); ++b) {
@@ -151,7 +165,12 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
   int err = 0;
   if (n->is_dir()) {
     if (to_set & FUSE_SET_ATTR_SIZE) err = EISDIR;
-    for (size_t b = 0; !err && b < fs.branch_count(); ++b) {
+    if (!err && fs.discard()) {
+      // The upper directory alone: made (a copy of the lower's attributes) first.
+      FdLease fd = fs.dir_fd(n, fs.upper(), true, err);
+      if (fd) err = apply(fd.get(), false, *attr, to_set);
+    }
+    for (size_t b = 0; !err && !fs.discard() && b < fs.branch_count(); ++b) {
       if (!n->dirs[b].known.load(std::memory_order_acquire)) continue;
       FdLease fd = fs.dir_fd(n, static_cast<BranchIndex>(b));
       if (fd) err = apply(fd.get(), false, *attr, to_set);

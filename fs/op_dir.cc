@@ -4,6 +4,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "fs/filesystem.h"
@@ -24,7 +25,7 @@ bool same_time(const timespec& a, const timespec& b) {
 
 // The mtime of each branch directory ({-1,-1} where the branch has none).
 std::vector<timespec> branch_mtimes(Filesystem& fs, Node* dir) {
-  std::vector<timespec> out(fs.branch_count(), kAbsent);
+  std::vector<timespec> out(fs.slot_count(), kAbsent);
   for (size_t b = 0; b < out.size(); ++b) {
     FdLease fd = fs.dir_fd(dir, static_cast<BranchIndex>(b));
     struct stat st {};
@@ -37,6 +38,9 @@ std::vector<timespec> branch_mtimes(Filesystem& fs, Node* dir) {
 // find it (the same resolve() rule).
 int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
   const size_t nb = fs.branch_count();
+  const size_t slots = fs.slot_count();
+  // Discard mode: names the upper layer has deleted (whiteouts).
+  std::unordered_set<std::string> whiteouts;
   struct Seen {
     std::string name;
     uint32_t dir_mask = 0;
@@ -47,9 +51,9 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
   std::vector<Seen> seen;
   std::unordered_map<std::string, size_t> index;
   out.gen = dir->change_gen.load(std::memory_order_relaxed);
-  out.mtimes.assign(nb, kAbsent);
+  out.mtimes.assign(slots, kAbsent);
   bool any = false;
-  for (size_t b = 0; b < nb; ++b) {
+  for (size_t b = 0; b < slots; ++b) {
     const auto bi = static_cast<BranchIndex>(b);
     int err = 0;
     UniqueFd fd = fs.open_dir(dir, bi, err);
@@ -71,9 +75,13 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
       struct stat st {};
       st.st_dev = bst.st_dev;
       st.st_ino = de->d_ino;
-      if (type == DT_UNKNOWN) {
+      if (type == DT_UNKNOWN || (type == DT_CHR && fs.is_upper(bi))) {
         if (::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
         type = dt_of(st.st_mode);
+        if (fs.is_upper(bi) && Filesystem::is_whiteout(st)) {
+          whiteouts.emplace(name);
+          continue;
+        }
       }
       if (type == DT_DIR && fs.is_store(st)) continue;
       auto [it, inserted] = index.try_emplace(std::string(name), seen.size());
@@ -100,7 +108,15 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
   const std::string base = fs.nodes().child_path(dir, "", false);
   std::string path;
   Candidates c;
+  const uint32_t upper_bit = fs.discard() ? 1u << fs.upper() : 0;
   for (Seen& s : seen) {
+    const uint64_t cookie = DirListing::cookie_of(s.name);
+    if ((s.dir_mask | s.other_mask) & upper_bit) {  // the upper layer's entry is the name
+      const BranchIndex u = fs.upper();
+      out.entries.push_back({std::move(s.name), cookie, s.ino[u], s.type[u]});
+      continue;
+    }
+    if (!whiteouts.empty() && whiteouts.count(s.name) != 0) continue;
     path.assign(base).append(s.name);
     fs.routes().candidates(path, c);
     const Resolution r = resolve(c, fs.routes().policy(), nb, [&](BranchIndex b) {
@@ -109,7 +125,6 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
       return Presence::kAbsent;
     });
     if (r.kind == Resolution::kNone) continue;
-    const uint64_t cookie = DirListing::cookie_of(s.name);
     if (r.kind == Resolution::kFile) {
       out.entries.push_back({std::move(s.name), cookie, s.ino[r.branch], s.type[r.branch]});
     } else {
@@ -179,6 +194,10 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
 
 }  // namespace
 
+std::shared_ptr<const DirListing> dir_listing(Filesystem& fs, Node* dir, int& err) {
+  return current_listing(fs, dir, true, err);
+}
+
 void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
   if (fs.no_opendir) {
@@ -216,7 +235,7 @@ void releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   Filesystem& fs = fs_of(req);
   Node* dir = fs.nodes().node(ino);
-  for (size_t b = 0; b < fs.branch_count(); ++b) {
+  for (size_t b = 0; b < fs.slot_count(); ++b) {
     UniqueFd fd = fs.open_dir(dir, static_cast<BranchIndex>(b));
     if (fd && (datasync ? ::fdatasync(fd.get()) : ::fsync(fd.get())) != 0) {
       fuse_reply_err(req, errno);
@@ -231,19 +250,32 @@ void mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode)
   Node* parent = fs.nodes().node(parent_ino);
   BranchIndex b;
   FdLease pfd;
-  if (int err = fs.prepare_create(parent, name, true, b, pfd)) {
+  bool over_whiteout = false;
+  if (int err = fs.prepare_create(parent, name, true, b, pfd, &over_whiteout)) {
     fuse_reply_err(req, err);
     return;
   }
   if (::mkdirat(pfd.get(), name, mode & 07777) != 0) {
-    fuse_reply_err(req, errno);
+    const int err = errno;
+    if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), name);
+    fuse_reply_err(req, err);
     return;
+  }
+  // A directory made where a lower one was deleted starts empty: opaque.
+  if (over_whiteout) {
+    if (int err = fs.set_opaque(pfd.get(), name)) {
+      ::unlinkat(pfd.get(), name, AT_REMOVEDIR);
+      Filesystem::restore_whiteout(pfd.get(), name);
+      fuse_reply_err(req, err);
+      return;
+    }
   }
   fuse_entry_param e;
   if (int err = fs.finish_create(req, parent, pfd.get(), name, b, UniqueFd(), e)) {
     fuse_reply_err(req, err);
     return;
   }
+  if (over_whiteout) fs.nodes().node(e.ino)->opaque.store(true, std::memory_order_release);
   fuse_reply_entry(req, &e);
 }
 
@@ -254,6 +286,10 @@ void rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     return;
   }
   Node* parent = fs.nodes().node(parent_ino);
+  if (fs.discard()) {
+    fuse_reply_err(req, discard_rmdir(fs, parent, name));
+    return;
+  }
   Filesystem::Probe p;
   if (int err = fs.probe(parent, name, p, true)) {
     fuse_reply_err(req, err);

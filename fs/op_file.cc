@@ -70,7 +70,8 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
   Node* parent = fs.nodes().node(parent_ino);
   BranchIndex b;
   FdLease pfd;
-  if (int err = fs.prepare_create(parent, name, false, b, pfd)) {
+  bool over_whiteout = false;
+  if (int err = fs.prepare_create(parent, name, false, b, pfd, &over_whiteout)) {
     fuse_reply_err(req, err);
     return;
   }
@@ -79,7 +80,9 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
   const int flags = O_CREAT | O_RDWR | O_NOFOLLOW | O_CLOEXEC | (fi->flags & (O_EXCL | O_TRUNC));
   UniqueFd fd(::openat(pfd.get(), name, flags, mode & 07777));
   if (!fd) {
-    fuse_reply_err(req, errno);
+    const int err = errno;
+    if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), name);
+    fuse_reply_err(req, err);
     return;
   }
   fuse_entry_param e;

@@ -39,14 +39,21 @@ bool may_live_in(Filesystem& fs, const std::string& path, BranchIndex branch) {
 void mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev) {
   Filesystem& fs = fs_of(req);
   Node* parent = fs.nodes().node(parent_ino);
+  if (fs.discard() && S_ISCHR(mode) && rdev == 0) {
+    fuse_reply_err(req, EPERM);  // a 0:0 device is a whiteout in the upper layer
+    return;
+  }
   BranchIndex b;
   FdLease pfd;
-  if (int err = fs.prepare_create(parent, name, false, b, pfd)) {
+  bool over_whiteout = false;
+  if (int err = fs.prepare_create(parent, name, false, b, pfd, &over_whiteout)) {
     fuse_reply_err(req, err);
     return;
   }
   if (::mknodat(pfd.get(), name, mode, rdev) != 0) {
-    fuse_reply_err(req, errno);
+    const int err = errno;
+    if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), name);
+    fuse_reply_err(req, err);
     return;
   }
   reply_created(req, fs, parent, pfd.get(), name, b);
@@ -57,13 +64,16 @@ void symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, const ch
   Node* parent = fs.nodes().node(parent_ino);
   BranchIndex b;
   FdLease pfd;
-  if (int err = fs.prepare_create(parent, name, false, b, pfd)) {
+  bool over_whiteout = false;
+  if (int err = fs.prepare_create(parent, name, false, b, pfd, &over_whiteout)) {
     fuse_reply_err(req, err);
     return;
   }
   // The target is stored as text and never resolved by the daemon.
   if (::symlinkat(target, pfd.get(), name) != 0) {
-    fuse_reply_err(req, errno);
+    const int err = errno;
+    if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), name);
+    fuse_reply_err(req, err);
     return;
   }
   reply_created(req, fs, parent, pfd.get(), name, b);
@@ -94,7 +104,9 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* 
     return;
   }
   const auto f = w.backing;
-  if (!may_live_in(fs, fs.nodes().child_path(newparent, newname, false), f->branch)) {
+  // Discard mode: one upper tree, whatever the routes (begin_write copied it up).
+  if (!fs.discard() &&
+      !may_live_in(fs, fs.nodes().child_path(newparent, newname, false), f->branch)) {
     fuse_reply_err(req, EXDEV);
     return;
   }
@@ -104,8 +116,11 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* 
     fuse_reply_err(req, err);
     return;
   }
+  const bool over_whiteout = fs.discard() && Filesystem::take_whiteout(pfd.get(), newname);
   if (::linkat(src.get(), "", pfd.get(), newname, AT_EMPTY_PATH) != 0) {
-    fuse_reply_err(req, errno);
+    err = errno;
+    if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), newname);
+    fuse_reply_err(req, err);
     return;
   }
   // The kernel keeps one inode for both names: answer with the same node.
@@ -129,6 +144,10 @@ void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     return;
   }
   Node* parent = fs.nodes().node(parent_ino);
+  if (fs.discard()) {
+    fuse_reply_err(req, discard_unlink(fs, parent, name));
+    return;
+  }
   Candidates c;
   fs.routes().candidates(fs.nodes().child_path(parent, name, false), c);
   // Strict: the name can only be in its first candidate (the kernel never asks to
@@ -268,6 +287,10 @@ void rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_t 
   }
   Node* parent = fs.nodes().node(parent_ino);
   Node* newparent = fs.nodes().node(newparent_ino);
+  if (fs.discard()) {
+    fuse_reply_err(req, discard_rename(fs, parent, name, newparent, newname, flags));
+    return;
+  }
   Filesystem::Probe src;
   if (int err = fs.probe(parent, name, src, false)) {
     fuse_reply_err(req, err);

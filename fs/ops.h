@@ -6,7 +6,24 @@
 
 #include <fuse_lowlevel.h>
 
+#include <memory>
+
+namespace cachefs {
+class Filesystem;
+struct Node;
+struct DirListing;
+}  // namespace cachefs
+
 namespace cachefs::ops {
+
+// A directory's union listing as it is now (op_dir.cc); null with `err` set.
+std::shared_ptr<const DirListing> dir_listing(Filesystem& fs, Node* dir, int& err);
+
+// Discard mode's removals and renames (op_discard.cc): 0 or an errno.
+int discard_unlink(Filesystem& fs, Node* parent, const char* name);
+int discard_rmdir(Filesystem& fs, Node* parent, const char* name);
+int discard_rename(Filesystem& fs, Node* parent, const char* name, Node* newparent,
+                   const char* newname, unsigned flags);
 
 void init(void* userdata, fuse_conn_info* conn);
 void lookup(fuse_req_t req, fuse_ino_t parent, const char* name);

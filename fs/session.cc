@@ -190,6 +190,7 @@ int run_mount(const MountConfig& cfg) {
   // trees are plain directories, nothing needs the kernel).
   fs.stop_dedup();
   spdlog::info("stats: {}", fs.stats_json());
+  fs.finish_discard();
   if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
   return rc < 0 ? 1 : 0;
 }

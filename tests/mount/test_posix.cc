@@ -27,10 +27,13 @@ struct Layout {
   bool routed;
   const char* suffix;  // appended to every file name
   int landing;         // backing directory those files land in
+  bool discard = false;  // discard mode: they land in the upper layer (kept at unmount)
 };
 
 const Layout kSingle{"Single", false, "", 0};
 const Layout kRouted{"Routed", true, ".one", 1};
+const Layout kDiscard{"Discard", false, "", 0, true};
+const Layout kDiscardRouted{"DiscardRouted", true, ".one", 1, true};
 
 void PrintTo(const Layout& l, std::ostream* os) { *os << l.name; }
 
@@ -50,11 +53,25 @@ class PosixTest : public MountTest, public ::testing::WithParamInterface<Layout>
  protected:
   void SetUp() override { ASSERT_TRUE(StartMount(Args())); }
 
-  std::vector<std::string> Args() const { return GetParam().routed ? RoutedArgs() : SingleArgs(); }
+  std::vector<std::string> Args() const {
+    std::vector<std::string> a = GetParam().routed ? RoutedArgs() : SingleArgs();
+    if (GetParam().discard) {
+      a.insert(a.end(), {"--write-mode", "discard", "--upper", temp_.Path("upper"), "--keep-upper"});
+    }
+    return a;
+  }
   // A file name as the layout spells it.
   std::string F(std::string_view base) const { return std::string(base) + GetParam().suffix; }
   // Where a file created through the mount at `rel` lands.
-  std::string B(std::string_view rel) const { return InBacking(GetParam().landing, rel); }
+  std::string B(std::string_view rel) const {
+    if (GetParam().discard) return temp_.Path("upper/" + std::string(rel));
+    return InBacking(GetParam().landing, rel);
+  }
+  // Where an entry that no route claims lands (the catch-all, or the upper layer).
+  std::string B0(std::string_view rel) const {
+    if (GetParam().discard) return temp_.Path("upper/" + std::string(rel));
+    return InBacking(0, rel);
+  }
 };
 
 // ---------------------------------------------------------------------------
@@ -233,7 +250,7 @@ TEST_P(PosixTest, RenameDirectoryMovesItsContents) {
   for (int b = 0; b < 3; ++b) EXPECT_FALSE(Exists(InBacking(b, "d"))) << "b" << b;
   EXPECT_EQ(ReadFile(B("e/" + F("x"))), "x");
   EXPECT_EQ(ReadFile(B("e/sub/" + F("y"))), "y");
-  EXPECT_EQ(ReadFile(InBacking(0, "e/plain")), "plain");
+  EXPECT_EQ(ReadFile(B0("e/plain")), "plain");
   // Creating in the renamed directory still works, and lands under the new name.
   ASSERT_TRUE(WriteFile(Mnt("e/sub/" + F("z")), "z"));
   EXPECT_EQ(ReadFile(B("e/sub/" + F("z"))), "z");
@@ -673,7 +690,7 @@ TEST_P(PosixTest, MkdirRmdir) {
   EXPECT_ERRNO(ENOTEMPTY, ::rmdir(d.c_str()));
   // A failed rmdir leaves the directory (and its contents) whole.
   EXPECT_EQ(ReadFile(Mnt("dir/" + F("f"))), "f");
-  EXPECT_TRUE(Exists(InBacking(0, "dir")));
+  EXPECT_TRUE(Exists(B0("dir")));
   EXPECT_ERRNO(ENOTDIR, ::rmdir(Mnt("dir/" + F("f")).c_str()));
   EXPECT_ERRNO(EISDIR, ::unlink(d.c_str()));
   ASSERT_SYS_OK(::unlink(Mnt("dir/" + F("f")).c_str()));
@@ -712,6 +729,7 @@ TEST_P(PosixTest, ContentsPersistInBackingDirAfterUnmount) {
 }
 
 TEST_P(PosixTest, SurvivesDaemonRestart) {
+  if (GetParam().discard) GTEST_SKIP() << "discard mode keeps nothing (test_discard.cc)";
   const std::string data = Pattern(50000, 8);
   ASSERT_SYS_OK(::mkdir(Mnt("r").c_str(), 0755));
   ASSERT_TRUE(WriteFile(Mnt("r/" + F("kept")), data));
@@ -731,7 +749,8 @@ TEST_P(PosixTest, SurvivesDaemonRestart) {
   EXPECT_EQ(ReadFile(B("r/" + F("after"))), "after restart");
 }
 
-INSTANTIATE_TEST_SUITE_P(Layouts, PosixTest, ::testing::Values(kSingle, kRouted), LayoutName);
+INSTANTIATE_TEST_SUITE_P(Layouts, PosixTest,
+                         ::testing::Values(kSingle, kRouted, kDiscard, kDiscardRouted), LayoutName);
 
 // ---------------------------------------------------------------------------
 // readonly mode

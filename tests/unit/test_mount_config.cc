@@ -141,7 +141,7 @@ TEST(MountArgs, EachMistakeHasItsOwnMessage) {
   EXPECT_EQ(error_of({"--cache-directory", "/d", "/mnt", "-o", "store"}),
             "-o store: needs a value (store=...)");
   EXPECT_EQ(error_of({"--cache-directory", "/d", "--write-mode", "discardz", "/mnt"}),
-            "--write-mode: unknown mode 'discardz' (use passthrough or readonly)");
+            "--write-mode: unknown mode 'discardz' (use passthrough, discard or readonly)");
   EXPECT_EQ(error_of({"--cache-directory", "/d", "--log-level", "loud", "/mnt"}),
             "--log-level: unknown level 'loud' (use trace, debug, info, warn, error, off)");
   EXPECT_NE(error_of({"--cache-directory", "/d", "--bogus", "/mnt"}).find("--bogus"),
