@@ -203,7 +203,8 @@ bool qemu_use_virtiofs() {
 
 std::vector<std::string> qemu_cache_mount_args() {
   if (qemu_use_virtiofs()) return {};  // passthrough: virtiofsd serves it, writes persist
-  return {};  // TODO(discard): {"--write-mode", "discard"} once cachefs has it
+  // 9p: the build may write, nothing persists (launch reports what went).
+  return {"--write-mode", "discard"};
 }
 
 std::string find_virtiofsd() {
