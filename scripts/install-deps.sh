@@ -10,6 +10,9 @@ PKGS=(
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcurl4-openssl-dev
   # tests
   attr python3 bubblewrap
+  # the qemu runner: qemu (virtiofsd comes with qemu-system-common), the guest's
+  # busybox, cpio to inspect initramfs images, xz for fetch-kernel's vmlinux
+  qemu-system-x86 busybox-static cpio xz-utils
   # launch examples (examples/): ccache for the C example
   ccache curl
   # benchmarks (peers to compare against)
