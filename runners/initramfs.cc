@@ -160,8 +160,8 @@ void CpioWriter::finish() {
 }
 
 const std::vector<std::string>& guest_modules() {
-  static const std::vector<std::string> m = {"virtio_pci", "virtio_console", "9pnet_virtio", "9p",
-                                             "virtiofs", "overlay"};
+  static const std::vector<std::string> m = {"virtio_pci", "virtio_console", "virtio_net", "9pnet_virtio",
+                                             "9p", "virtiofs", "overlay"};
   return m;
 }
 

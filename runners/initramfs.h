@@ -50,8 +50,8 @@ struct Module {
 // in, or a compressed one that cannot be decompressed.
 std::vector<Module> module_load_order(const std::string& modules_dir, const std::vector<std::string>& wanted);
 
-// The modules the qemu guest needs: virtio PCI, the serial ports, 9p, virtiofs
-// and overlayfs.
+// The modules the qemu guest needs: virtio PCI, the serial ports, the network,
+// 9p, virtiofs and overlayfs.
 const std::vector<std::string>& guest_modules();
 
 // Is the ELF file at `path` statically linked (no PT_INTERP)? False if it is

@@ -104,6 +104,13 @@ case $CACHE in
   *) true ;;
 esac || die "cannot mount the cache over $CACHE"
 hostname launch
+# The network: qemu's user-mode NAT (the host is 10.0.2.2, its DNS proxy 10.0.2.3).
+ip link set lo up
+if ip link set eth0 up 2>/dev/null; then
+  ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
+  rm -f $R/etc/resolv.conf && echo "nameserver 10.0.2.3" >$R/etc/resolv.conf
+fi
+echo launch >$R/etc/hostname 2>/dev/null
 printf '\036%s ready\n' "$TOKEN" >&3
 while read -r cmd arg <&3; do
   case $cmd in
@@ -395,6 +402,7 @@ void QemuRunner::start(const LineSink& line, const StopCheck& stop) {
              "-device", "virtserialport,bus=vser.0,chardev=ctl,name=launch.ctl",
              "-chardev", "socket,id=err,path=" + dir_ + "/err.sock,server=on,wait=on",
              "-device", "virtserialport,bus=vser.0,chardev=err,name=launch.err",
+             "-netdev", "user,id=net", "-device", "virtio-net-pci,netdev=net",
              "-virtfs", "local,path=" + (spec_.rootfs.empty() ? std::string("/") : spec_.rootfs) +
                             ",mount_tag=root,security_model=none,readonly=on,multidevs=remap",
              "-virtfs", "local,path=" + spec_.workspace + ",mount_tag=ws,security_model=none,multidevs=remap",

@@ -149,6 +149,7 @@ pipeline:
       echo fresh > /var/cache/melange/pip/new.whl
       echo changed >> /var/cache/melange/pre
       echo "cpus=$(nproc) host=$(hostname)"
+      if ip -4 addr show dev eth0 | grep -q 10.0.2.15; then echo "network up"; fi
       awk '/MemTotal/ { print "memory-mib=" int($2 / 1024) }' /proc/meminfo
       echo on-stderr >&2
       mkdir -p ${{targets.destdir}}/usr/share/cacher
@@ -164,7 +165,7 @@ TEST_F(QemuTest, VirtiofsKeepsWhatTheBuildWrites) {
   const LaunchRun r = launch(base(write("pkg.yaml", kCacheBuild), "auto"));
   ASSERT_EQ(r.code(), 0) << r.out;
   for (const char* want : {"[cacher/use the cache] read: was in the cache", "cpus=1 host=launch",
-                           "[cacher/use the cache] on-stderr", "[cacher/use the cache] last words",
+                           "[cacher/use the cache] on-stderr", "network up", "[cacher/use the cache] last words",
                            "[cacher/after] second step sees fresh"}) {
     EXPECT_NE(r.out.find(want), std::string::npos) << want << "\n" << r.out;
   }
