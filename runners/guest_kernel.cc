@@ -59,13 +59,19 @@ void extract_vmlinux(const fs::path& vmlinuz, const fs::path& vmlinux,
   if (fs::is_regular_file(vmlinux, ec) || find_in_path("xz").empty()) return;
   std::ifstream in(vmlinuz, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t at = bytes.find(std::string("\xfd" "7zXZ\0", 6));
+  const size_t at =
+      bytes.find(std::string("\xfd"
+                             "7zXZ\0",
+                             6));
   if (at == std::string::npos) return;
-  if (progress) progress("fetch-kernel: uncompressing " + vmlinuz.filename().string() + " for a faster boot");
+  if (progress)
+    progress("fetch-kernel: uncompressing " + vmlinuz.filename().string() + " for a faster boot");
   std::string out;
-  capture({"/bin/sh", "-c", "tail -c +$(($1 + 1)) \"$2\" | xz -dc --single-stream > \"$3.tmp\" && mv \"$3.tmp\" \"$3\"",
-           "sh", std::to_string(at), vmlinuz.string(), vmlinux.string()},
-          "", out, progress);
+  capture(
+      {"/bin/sh", "-c",
+       "tail -c +$(($1 + 1)) \"$2\" | xz -dc --single-stream > \"$3.tmp\" && mv \"$3.tmp\" \"$3\"",
+       "sh", std::to_string(at), vmlinuz.string(), vmlinux.string()},
+      "", out, progress);
   fs::remove(vmlinux.string() + ".tmp", ec);
 }
 
@@ -75,9 +81,10 @@ GuestKernel guest_kernel_from_env() {
   GuestKernel k{env("QEMU_KERNEL_IMAGE"), env("QEMU_KERNEL_MODULES")};
   std::error_code ec;
   if (k.image.empty()) {
-    throw UsageError::make("the qemu runner needs a guest kernel: set QEMU_KERNEL_IMAGE and "
-                           "QEMU_KERNEL_MODULES ({})",
-                           kHowToGetOne);
+    throw UsageError::make(
+        "the qemu runner needs a guest kernel: set QEMU_KERNEL_IMAGE and "
+        "QEMU_KERNEL_MODULES ({})",
+        kHowToGetOne);
   }
   if (!fs::is_regular_file(k.image, ec)) {
     throw UsageError::make("QEMU_KERNEL_IMAGE '{}': no such file ({})", k.image, kHowToGetOne);
@@ -91,15 +98,17 @@ GuestKernel guest_kernel_from_env() {
       if (fs::is_directory(guess, ec)) k.modules_dir = guess;
     }
     if (k.modules_dir.empty()) {
-      throw UsageError::make("QEMU_KERNEL_MODULES is not set: the guest kernel's lib/modules/<version> "
-                             "directory ({})",
-                             kHowToGetOne);
+      throw UsageError::make(
+          "QEMU_KERNEL_MODULES is not set: the guest kernel's lib/modules/<version> "
+          "directory ({})",
+          kHowToGetOne);
     }
   }
   // fetch-kernel's uncompressed copy, when there is one.
   if (const std::string name = fs::path(k.image).filename(); name.rfind("vmlinuz-", 0) == 0) {
     const fs::path elf = fs::path(k.image).parent_path() / ("vmlinux-" + name.substr(8));
-    if (fs::is_regular_file(elf, ec) && fs::last_write_time(elf, ec) >= fs::last_write_time(k.image, ec)) {
+    if (fs::is_regular_file(elf, ec) &&
+        fs::last_write_time(elf, ec) >= fs::last_write_time(k.image, ec)) {
       k.image = elf;
     }
   }
@@ -110,14 +119,16 @@ GuestKernel guest_kernel_from_env() {
   return k;
 }
 
-GuestKernel fetch_kernel(const std::string& dir_arg, const std::function<void(std::string_view)>& progress) {
+GuestKernel fetch_kernel(const std::string& dir_arg,
+                         const std::function<void(std::string_view)>& progress) {
   std::string out;
   if (!succeeded(capture({"dpkg", "--print-architecture"}, "", out, nullptr))) {
     throw UsageError("fetch-kernel needs dpkg and apt (a Debian host)");
   }
   const std::string arch = out.substr(0, out.find('\n'));
   if (arch != "amd64") {
-    throw UsageError::make("fetch-kernel: the qemu runner runs x86_64 guests; this host is {}", arch);
+    throw UsageError::make("fetch-kernel: the qemu runner runs x86_64 guests; this host is {}",
+                           arch);
   }
   const std::string meta = "linux-image-" + arch;
   out.clear();
@@ -132,9 +143,10 @@ GuestKernel fetch_kernel(const std::string& dir_arg, const std::function<void(st
     if (name != meta && name.find(' ') == std::string::npos) package = name;
   }
   if (package.empty()) {
-    throw UsageError::make("fetch-kernel: apt-cache depends {} names no kernel package (run apt-get "
-                           "update?)",
-                           meta);
+    throw UsageError::make(
+        "fetch-kernel: apt-cache depends {} names no kernel package (run apt-get "
+        "update?)",
+        meta);
   }
   const std::string version = package.substr(std::string("linux-image-").size());
 
@@ -169,19 +181,23 @@ GuestKernel fetch_kernel(const std::string& dir_arg, const std::function<void(st
     for (const auto& e : fs::directory_iterator(tmp)) {
       if (e.path().extension() == ".deb") deb = e.path();
     }
-    if (deb.empty()) throw UsageError::make("fetch-kernel: apt-get download {} left no .deb", package);
+    if (deb.empty())
+      throw UsageError::make("fetch-kernel: apt-get download {} left no .deb", package);
     if (progress) progress("fetch-kernel: unpacking " + deb.filename().string());
     out.clear();
-    if (!succeeded(capture({"dpkg", "-x", deb.string(), (tmp / "root").string()}, "", out, progress))) {
+    if (!succeeded(
+            capture({"dpkg", "-x", deb.string(), (tmp / "root").string()}, "", out, progress))) {
       throw UsageError::make("fetch-kernel: dpkg -x {} failed", deb.string());
     }
     if (!unpacked(tmp / "root", version)) {
-      throw UsageError::make("fetch-kernel: {} holds no boot/vmlinuz-{}", deb.filename().string(), version);
+      throw UsageError::make("fetch-kernel: {} holds no boot/vmlinuz-{}", deb.filename().string(),
+                             version);
     }
     // One step: another fetch-kernel at the same time may have won; either is whole.
     fs::rename(tmp / "root", root, ec);
     if (ec && !unpacked(root, version)) {
-      throw UsageError::make("fetch-kernel: cannot move the kernel to '{}': {}", root.string(), ec.message());
+      throw UsageError::make("fetch-kernel: cannot move the kernel to '{}': {}", root.string(),
+                             ec.message());
     }
   } else if (progress) {
     progress("fetch-kernel: " + package + " is already in " + root.string());
@@ -192,7 +208,8 @@ GuestKernel fetch_kernel(const std::string& dir_arg, const std::function<void(st
 }
 
 std::string kernel_env_lines(const GuestKernel& k) {
-  return "export QEMU_KERNEL_IMAGE=" + k.image + "\nexport QEMU_KERNEL_MODULES=" + k.modules_dir + "\n";
+  return "export QEMU_KERNEL_IMAGE=" + k.image + "\nexport QEMU_KERNEL_MODULES=" + k.modules_dir +
+         "\n";
 }
 
 }  // namespace cachefs::runners

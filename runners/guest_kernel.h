@@ -24,7 +24,8 @@ GuestKernel guest_kernel_from_env();
 // (apt-cache depends), downloaded (apt-get download) and unpacked (dpkg -x)
 // into DIR/<version>, unless already there. Progress goes to `progress`.
 // Throws UsageError when apt cannot find or fetch it.
-GuestKernel fetch_kernel(const std::string& dir, const std::function<void(std::string_view)>& progress);
+GuestKernel fetch_kernel(const std::string& dir,
+                         const std::function<void(std::string_view)>& progress);
 
 // The lines a shell evaluates to use `k`: "export QEMU_KERNEL_IMAGE=...\n...".
 std::string kernel_env_lines(const GuestKernel& k);

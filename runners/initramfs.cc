@@ -55,8 +55,8 @@ std::string module_bytes(const std::string& path) {
     const char* tool;
     const char* package;
   };
-  static const Codec codecs[] = {{".ko.xz", "xz", "xz-utils"}, {".ko.zst", "zstd", "zstd"},
-                                 {".ko.gz", "gzip", "gzip"}};
+  static const Codec codecs[] = {
+      {".ko.xz", "xz", "xz-utils"}, {".ko.zst", "zstd", "zstd"}, {".ko.gz", "gzip", "gzip"}};
   for (const Codec& c : codecs) {
     const size_t n = std::strlen(c.ext);
     if (path.size() < n || path.compare(path.size() - n, n, c.ext) != 0) continue;
@@ -70,8 +70,9 @@ std::string module_bytes(const std::string& path) {
     }
     const int st = p != nullptr ? ::pclose(p) : -1;
     if (st != 0 || out.empty()) {
-      throw UsageError::make("QEMU_KERNEL_MODULES: cannot decompress {} (install {}: apt-get install {})",
-                             path, c.tool, c.package);
+      throw UsageError::make(
+          "QEMU_KERNEL_MODULES: cannot decompress {} (install {}: apt-get install {})", path,
+          c.tool, c.package);
     }
     return out;
   }
@@ -98,7 +99,8 @@ void CpioWriter::put(const std::string& s) {
     while (left > 0) {
       const ssize_t n = ::write(fd_, p, left);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw std::runtime_error(std::string("writing the initramfs: ") + std::strerror(errno));
+      if (n < 0)
+        throw std::runtime_error(std::string("writing the initramfs: ") + std::strerror(errno));
       p += n;
       left -= static_cast<size_t>(n);
     }
@@ -110,13 +112,14 @@ void CpioWriter::pad() {
   if (offset_ % 4 != 0) put(std::string(4 - offset_ % 4, '\0'));
 }
 
-void CpioWriter::entry(const std::string& name, uint32_t mode, const std::string& data, uint32_t rmajor,
-                       uint32_t rminor) {
+void CpioWriter::entry(const std::string& name, uint32_t mode, const std::string& data,
+                       uint32_t rmajor, uint32_t rminor) {
   const uint32_t nlink = (mode & S_IFMT) == S_IFDIR ? 2 : 1;
   // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
   // rdevmajor, rdevminor, namesize (with its NUL), check.
-  put(fmt::format("070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
-                  ino_++, mode, 0, 0, nlink, 0, data.size(), 0, 0, rmajor, rminor, name.size() + 1, 0));
+  put(fmt::format(
+      "070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
+      ino_++, mode, 0, 0, nlink, 0, data.size(), 0, 0, rmajor, rminor, name.size() + 1, 0));
   put(name);
   put(std::string(1, '\0'));
   pad();
@@ -136,7 +139,8 @@ void CpioWriter::symlink(const std::string& name, const std::string& target) {
   entry(name, S_IFLNK | 0777, target);
 }
 
-void CpioWriter::char_device(const std::string& name, uint32_t major, uint32_t minor, uint32_t mode) {
+void CpioWriter::char_device(const std::string& name, uint32_t major, uint32_t minor,
+                             uint32_t mode) {
   entry(name, S_IFCHR | mode, "", major, minor);
 }
 
@@ -149,7 +153,8 @@ void CpioWriter::finish() {
   while (done < rest.size()) {
     const ssize_t n = ::write(fd_, rest.data() + done, rest.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw std::runtime_error(std::string("writing the initramfs: ") + std::strerror(errno));
+    if (n < 0)
+      throw std::runtime_error(std::string("writing the initramfs: ") + std::strerror(errno));
     done += static_cast<size_t>(n);
   }
   if (::close(fd_) != 0) {
@@ -160,8 +165,8 @@ void CpioWriter::finish() {
 }
 
 const std::vector<std::string>& guest_modules() {
-  static const std::vector<std::string> m = {"virtio_pci", "virtio_console", "virtio_net", "9pnet_virtio",
-                                             "9p", "virtiofs", "overlay"};
+  static const std::vector<std::string> m = {
+      "virtio_pci", "virtio_console", "virtio_net", "9pnet_virtio", "9p", "virtiofs", "overlay"};
   return m;
 }
 
@@ -169,8 +174,11 @@ namespace {
 
 // The "depends=" of a module's .modinfo section (comma-separated names).
 std::vector<std::string> module_depends(const std::string& bytes, const std::string& path) {
-  auto bad = [&] { return UsageError::make("QEMU_KERNEL_MODULES: {} is not a kernel module", path); };
-  if (bytes.size() < sizeof(Elf64_Ehdr) || std::memcmp(bytes.data(), ELFMAG, SELFMAG) != 0) throw bad();
+  auto bad = [&] {
+    return UsageError::make("QEMU_KERNEL_MODULES: {} is not a kernel module", path);
+  };
+  if (bytes.size() < sizeof(Elf64_Ehdr) || std::memcmp(bytes.data(), ELFMAG, SELFMAG) != 0)
+    throw bad();
   Elf64_Ehdr eh;
   std::memcpy(&eh, bytes.data(), sizeof eh);
   auto section = [&](size_t i) {
@@ -208,17 +216,21 @@ std::vector<std::string> module_depends(const std::string& bytes, const std::str
 
 }  // namespace
 
-std::vector<Module> module_load_order(const std::string& modules_dir, const std::vector<std::string>& wanted) {
+std::vector<Module> module_load_order(const std::string& modules_dir,
+                                      const std::vector<std::string>& wanted) {
   std::error_code ec;
   if (!fs::is_regular_file(modules_dir + "/modules.builtin", ec)) {
-    throw UsageError::make("QEMU_KERNEL_MODULES '{}' has no modules.builtin (expected a kernel's "
-                           "lib/modules/<version> directory)",
-                           modules_dir);
+    throw UsageError::make(
+        "QEMU_KERNEL_MODULES '{}' has no modules.builtin (expected a kernel's "
+        "lib/modules/<version> directory)",
+        modules_dir);
   }
   std::map<std::string, std::string> files;  // name -> path
-  for (auto it = fs::recursive_directory_iterator(modules_dir, ec); !ec && it != fs::end(it); it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(modules_dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
     const std::string p = it->path().string();
-    if (it->is_regular_file(ec) && p.find(".ko") != std::string::npos) files.emplace(module_name(p), p);
+    if (it->is_regular_file(ec) && p.find(".ko") != std::string::npos)
+      files.emplace(module_name(p), p);
   }
   std::set<std::string> builtin;
   std::ifstream bi(modules_dir + "/modules.builtin");
@@ -237,9 +249,10 @@ std::vector<Module> module_load_order(const std::string& modules_dir, const std:
     const auto it = files.find(name);
     if (it == files.end()) {
       if (builtin.count(name)) return;
-      throw UsageError::make("QEMU_KERNEL_MODULES '{}': the guest kernel has no module {} (the qemu "
-                             "runner needs virtio, 9p, virtiofs and overlay)",
-                             modules_dir, name);
+      throw UsageError::make(
+          "QEMU_KERNEL_MODULES '{}': the guest kernel has no module {} (the qemu "
+          "runner needs virtio, 9p, virtiofs and overlay)",
+          modules_dir, name);
     }
     std::string bytes = module_bytes(it->second);
     for (const std::string& d : module_depends(bytes, it->second)) visit(d);
@@ -253,7 +266,8 @@ bool is_static_elf(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   Elf64_Ehdr eh{};
   if (!in.read(reinterpret_cast<char*>(&eh), sizeof eh)) return false;
-  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64) return false;
+  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64)
+    return false;
   for (int i = 0; i < eh.e_phnum; ++i) {
     Elf64_Phdr ph{};
     in.seekg(static_cast<std::streamoff>(eh.e_phoff + static_cast<uint64_t>(i) * eh.e_phentsize));
@@ -266,21 +280,23 @@ bool is_static_elf(const std::string& path) {
 void write_initramfs(const InitramfsSpec& spec, const std::string& out) {
   std::error_code ec;
   if (!fs::is_regular_file(spec.busybox, ec)) {
-    throw UsageError::make("the qemu runner needs a static busybox at {}: apt-get install busybox-static",
-                           spec.busybox);
+    throw UsageError::make(
+        "the qemu runner needs a static busybox at {}: apt-get install busybox-static",
+        spec.busybox);
   }
   if (!is_static_elf(spec.busybox)) {
-    throw UsageError::make("{} is not statically linked (the guest has no libc): apt-get install "
-                           "busybox-static",
-                           spec.busybox);
+    throw UsageError::make(
+        "{} is not statically linked (the guest has no libc): apt-get install "
+        "busybox-static",
+        spec.busybox);
   }
   const std::vector<Module> order = module_load_order(spec.modules_dir, guest_modules());
 
   const std::string tmp = out + ".tmp";
   {
     CpioWriter w(tmp);
-    for (const char* d : {"bin", "dev", "etc", "lib", "lib/modules", "mnt", "proc", "root", "run", "sbin",
-                          "sys", "tmp", "usr", "usr/bin", "usr/sbin"}) {
+    for (const char* d : {"bin", "dev", "etc", "lib", "lib/modules", "mnt", "proc", "root", "run",
+                          "sbin", "sys", "tmp", "usr", "usr/bin", "usr/sbin"}) {
       w.directory(d);
     }
     w.char_device("dev/console", 5, 1);

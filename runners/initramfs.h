@@ -48,7 +48,8 @@ struct Module {
 // none) are loaded. Modules built into the kernel (modules.builtin) are left
 // out. Throws UsageError naming a module that is neither a module nor built
 // in, or a compressed one that cannot be decompressed.
-std::vector<Module> module_load_order(const std::string& modules_dir, const std::vector<std::string>& wanted);
+std::vector<Module> module_load_order(const std::string& modules_dir,
+                                      const std::vector<std::string>& wanted);
 
 // The modules the qemu guest needs: virtio PCI, the serial ports, the network,
 // 9p, virtiofs and overlayfs.

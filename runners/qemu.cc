@@ -158,7 +158,9 @@ std::string tail_of(const std::string& path, size_t lines) {
     if (!l.empty()) all.push_back(l);
   }
   std::string out;
-  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) out += "\n  " + all[i];
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) {
+    out += "\n  " + all[i];
+  }
   return out;
 }
 
@@ -219,10 +221,11 @@ std::vector<std::string> qemu_cache_mount_args() {
 std::string find_virtiofsd() {
   if (const std::string p = env_or("QEMU_VIRTIOFS_PATH"); !p.empty()) {
     if (!executable(p)) {
-      throw UsageError::make("QEMU_VIRTIOFS_PATH '{}': no such executable (QEMU_USE_VIRTIOFS=1 needs "
-                             "virtiofsd: apt-get install qemu-system-common, or unset QEMU_USE_VIRTIOFS "
-                             "for 9p)",
-                             p);
+      throw UsageError::make(
+          "QEMU_VIRTIOFS_PATH '{}': no such executable (QEMU_USE_VIRTIOFS=1 needs "
+          "virtiofsd: apt-get install qemu-system-common, or unset QEMU_USE_VIRTIOFS "
+          "for 9p)",
+          p);
     }
     return p;
   }
@@ -231,16 +234,20 @@ std::string find_virtiofsd() {
   }
   std::string p = find_in_path("virtiofsd");
   if (p.empty()) {
-    throw UsageError("QEMU_USE_VIRTIOFS=1 but virtiofsd is not in /usr/libexec, /usr/lib/qemu or PATH "
-                     "(apt-get install qemu-system-common, set QEMU_VIRTIOFS_PATH, or unset "
-                     "QEMU_USE_VIRTIOFS for 9p)");
+    throw UsageError(
+        "QEMU_USE_VIRTIOFS=1 but virtiofsd is not in /usr/libexec, /usr/lib/qemu or PATH "
+        "(apt-get install qemu-system-common, set QEMU_VIRTIOFS_PATH, or unset "
+        "QEMU_USE_VIRTIOFS for 9p)");
   }
   return p;
 }
 
 uint64_t parse_memory_mib(const std::string& value, const std::string& what) {
   size_t end = 0;
-  while (end < value.size() && (std::isdigit(static_cast<unsigned char>(value[end])) || value[end] == '.')) ++end;
+  while (end < value.size() &&
+         (std::isdigit(static_cast<unsigned char>(value[end])) || value[end] == '.')) {
+    ++end;
+  }
   const std::string num = value.substr(0, end), unit = value.substr(end);
   double n = 0;
   try {
@@ -250,10 +257,19 @@ uint64_t parse_memory_mib(const std::string& value, const std::string& what) {
   } catch (const std::exception&) {
     n = -1;
   }
-  static const std::pair<const char*, double> units[] = {
-      {"", 1.0},           {"Ki", 1024.0},   {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0},
-      {"K", 1e3},          {"M", 1e6},       {"G", 1e9},        {"T", 1e12},          {"k", 1e3},
-      {"KiB", 1024.0},     {"MiB", 1048576.0}, {"GiB", 1073741824.0}};
+  static const std::pair<const char*, double> units[] = {{"", 1.0},
+                                                         {"Ki", 1024.0},
+                                                         {"Mi", 1048576.0},
+                                                         {"Gi", 1073741824.0},
+                                                         {"Ti", 1099511627776.0},
+                                                         {"K", 1e3},
+                                                         {"M", 1e6},
+                                                         {"G", 1e9},
+                                                         {"T", 1e12},
+                                                         {"k", 1e3},
+                                                         {"KiB", 1024.0},
+                                                         {"MiB", 1048576.0},
+                                                         {"GiB", 1073741824.0}};
   double mult = -1;
   for (const auto& [u, m] : units) {
     if (unit == u) mult = m;
@@ -303,15 +319,17 @@ QemuRunner::QemuRunner(RunnerSpec spec) : spec_(std::move(spec)) {
   virtiofs_ = qemu_use_virtiofs();
   if (virtiofs_) virtiofsd_ = find_virtiofsd();
   if (!is_static_elf("/bin/busybox")) {
-    throw UsageError("the qemu runner needs a static /bin/busybox for the guest: apt-get install "
-                     "busybox-static");
+    throw UsageError(
+        "the qemu runner needs a static /bin/busybox for the guest: apt-get install "
+        "busybox-static");
   }
   dir_ = spec_.work_dir + "/qemu";
   // Socket paths must fit sockaddr_un.
   if (dir_.size() + 16 > sizeof(sockaddr_un::sun_path)) {
-    throw UsageError::make("the work directory '{}' is too long for qemu's sockets (set TMPDIR to a "
-                           "shorter path)",
-                           spec_.work_dir);
+    throw UsageError::make(
+        "the work directory '{}' is too long for qemu's sockets (set TMPDIR to a "
+        "shorter path)",
+        spec_.work_dir);
   }
 }
 
@@ -338,17 +356,34 @@ std::string QemuRunner::probe_accel() {
   if (spec_.qemu_accel != "auto") return spec_.qemu_accel;
   if (::access("/dev/kvm", R_OK | W_OK) != 0) return "tcg";
   SpawnOptions so;
-  so.argv = {qemu_,     "-accel", "kvm",      "-cpu",   "host",         "-machine",
-             "q35",     "-m",     "256",      "-nodefaults", "-no-user-config", "-display",
-             "none",    "-no-reboot", "-kernel", kernel_.image, "-append",
-             "console=ttyS0 panic=-1 root=/dev/launch-probe-none", "-serial", "null"};
+  so.argv = {qemu_,
+             "-accel",
+             "kvm",
+             "-cpu",
+             "host",
+             "-machine",
+             "q35",
+             "-m",
+             "256",
+             "-nodefaults",
+             "-no-user-config",
+             "-display",
+             "none",
+             "-no-reboot",
+             "-kernel",
+             kernel_.image,
+             "-append",
+             "console=ttyS0 panic=-1 root=/dev/launch-probe-none",
+             "-serial",
+             "null"};
   so.env = {{"PATH", "/usr/bin:/bin"}};
   const pid_t pid = spawn_logged(so, dir_ + "/kvm-probe.log");
   if (pid < 0) return "tcg";
   const auto end = Clock::now() + 4s;
   int st = 0;
   while (Clock::now() < end) {
-    if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "kvm" : "tcg";
+    if (::waitpid(pid, &st, WNOHANG) == pid)
+      return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "kvm" : "tcg";
     std::this_thread::sleep_for(20ms);
   }
   pid_t p = pid;
@@ -366,18 +401,22 @@ void QemuRunner::start(const LineSink& line, const StopCheck& stop) {
 
   accel_ = probe_accel();
   if (spec_.qemu_accel == "auto" && accel_ == "tcg" && ::access("/dev/kvm", F_OK) == 0) {
-    line("KVM did not boot the guest within 4 s: using TCG (--qemu-accel tcg skips this check)", true);
+    line("KVM did not boot the guest within 4 s: using TCG (--qemu-accel tcg skips this check)",
+         true);
   }
   if (stop && stop()) return;
 
   const std::string cache_mode = spec_.cache.empty() ? "none" : virtiofs_ ? "virtiofs" : "9p";
   if (virtiofs_ && !spec_.cache.empty()) {
     SpawnOptions vo;
-    vo.argv = {virtiofsd_, "--socket-path=" + dir_ + "/vfs.sock", "-o", "source=" + spec_.cache, "-o",
-               "cache=auto", "-o", "xattr"};
+    vo.argv = {virtiofsd_, "--socket-path=" + dir_ + "/vfs.sock",
+               "-o",       "source=" + spec_.cache,
+               "-o",       "cache=auto",
+               "-o",       "xattr"};
     vo.env = {{"PATH", "/usr/sbin:/usr/bin:/sbin:/bin"}};
     virtiofsd_pid_ = spawn_logged(vo, dir_ + "/virtiofsd.log");
-    if (virtiofsd_pid_ < 0) throw std::runtime_error("cannot start " + virtiofsd_ + ": " + std::strerror(errno));
+    if (virtiofsd_pid_ < 0)
+      throw std::runtime_error("cannot start " + virtiofsd_ + ": " + std::strerror(errno));
     const auto end = Clock::now() + 10s;
     while (!fs::exists(dir_ + "/vfs.sock", ec)) {
       if (wait_exit(virtiofsd_pid_, 0ms)) {
@@ -392,39 +431,75 @@ void QemuRunner::start(const LineSink& line, const StopCheck& stop) {
 
   const std::string mem = std::to_string(memory_mib_);
   SpawnOptions qo;
-  qo.argv = {qemu_, "-name", "launch", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-             "-accel", accel_, "-machine", "q35", "-cpu", accel_ == "kvm" ? "host" : "max",
-             "-smp", std::to_string(cpus_), "-m", mem,
-             "-kernel", kernel_.image, "-initrd", initramfs,
-             "-append", "console=ttyS0 quiet panic=-1 launch.token=" + token_ + " launch.cache=" +
-                            cache_mode + " launch.msize=" + kMsize,
-             "-chardev", "file,id=con,path=" + dir_ + "/console.log", "-serial", "chardev:con",
-             "-device", "virtio-serial-pci,id=vser",
-             "-chardev", "socket,id=ctl,path=" + dir_ + "/ctl.sock,server=on,wait=on",
-             "-device", "virtserialport,bus=vser.0,chardev=ctl,name=launch.ctl",
-             "-chardev", "socket,id=err,path=" + dir_ + "/err.sock,server=on,wait=on",
-             "-device", "virtserialport,bus=vser.0,chardev=err,name=launch.err",
-             "-netdev", "user,id=net", "-device", "virtio-net-pci,netdev=net",
-             "-virtfs", "local,path=" + (spec_.rootfs.empty() ? std::string("/") : spec_.rootfs) +
-                            ",mount_tag=root,security_model=none,readonly=on,multidevs=remap",
-             "-virtfs", "local,path=" + spec_.workspace + ",mount_tag=ws,security_model=none,multidevs=remap",
-             "-virtfs", "local,path=" + dir_ + "/steps,mount_tag=ctl,security_model=none,readonly=on"};
+  qo.argv = {qemu_,
+             "-name",
+             "launch",
+             "-nodefaults",
+             "-no-user-config",
+             "-display",
+             "none",
+             "-no-reboot",
+             "-accel",
+             accel_,
+             "-machine",
+             "q35",
+             "-cpu",
+             accel_ == "kvm" ? "host" : "max",
+             "-smp",
+             std::to_string(cpus_),
+             "-m",
+             mem,
+             "-kernel",
+             kernel_.image,
+             "-initrd",
+             initramfs,
+             "-append",
+             "console=ttyS0 quiet panic=-1 launch.token=" + token_ + " launch.cache=" + cache_mode +
+                 " launch.msize=" + kMsize,
+             "-chardev",
+             "file,id=con,path=" + dir_ + "/console.log",
+             "-serial",
+             "chardev:con",
+             "-device",
+             "virtio-serial-pci,id=vser",
+             "-chardev",
+             "socket,id=ctl,path=" + dir_ + "/ctl.sock,server=on,wait=on",
+             "-device",
+             "virtserialport,bus=vser.0,chardev=ctl,name=launch.ctl",
+             "-chardev",
+             "socket,id=err,path=" + dir_ + "/err.sock,server=on,wait=on",
+             "-device",
+             "virtserialport,bus=vser.0,chardev=err,name=launch.err",
+             "-netdev",
+             "user,id=net",
+             "-device",
+             "virtio-net-pci,netdev=net",
+             "-virtfs",
+             "local,path=" + (spec_.rootfs.empty() ? std::string("/") : spec_.rootfs) +
+                 ",mount_tag=root,security_model=none,readonly=on,multidevs=remap",
+             "-virtfs",
+             "local,path=" + spec_.workspace + ",mount_tag=ws,security_model=none,multidevs=remap",
+             "-virtfs",
+             "local,path=" + dir_ + "/steps,mount_tag=ctl,security_model=none,readonly=on"};
   if (cache_mode == "9p") {
     qo.argv.insert(qo.argv.end(),
-                   {"-virtfs", "local,path=" + spec_.cache + ",mount_tag=cache,security_model=none,multidevs=remap"});
+                   {"-virtfs", "local,path=" + spec_.cache +
+                                   ",mount_tag=cache,security_model=none,multidevs=remap"});
   } else if (cache_mode == "virtiofs") {
-    qo.argv.insert(qo.argv.end(),
-                   {"-chardev", "socket,id=vfs,path=" + dir_ + "/vfs.sock", "-device",
-                    "vhost-user-fs-pci,chardev=vfs,tag=cache", "-object",
-                    "memory-backend-memfd,id=mem,size=" + mem + "M,share=on", "-numa", "node,memdev=mem"});
+    qo.argv.insert(qo.argv.end(), {"-chardev", "socket,id=vfs,path=" + dir_ + "/vfs.sock",
+                                   "-device", "vhost-user-fs-pci,chardev=vfs,tag=cache", "-object",
+                                   "memory-backend-memfd,id=mem,size=" + mem + "M,share=on",
+                                   "-numa", "node,memdev=mem"});
   }
   qo.env = {{"PATH", "/usr/bin:/bin"}};
   qemu_pid_ = spawn_logged(qo, dir_ + "/qemu.log");
-  if (qemu_pid_ < 0) throw std::runtime_error("cannot start " + qemu_ + ": " + std::strerror(errno));
+  if (qemu_pid_ < 0)
+    throw std::runtime_error("cannot start " + qemu_ + ": " + std::strerror(errno));
 
   // qemu waits for both ports' clients before it starts the guest.
   const auto connect_deadline = Clock::now() + 20s;
-  for (auto [fd, name] : {std::pair<int*, const char*>{&ctl_fd_, "ctl.sock"}, {&err_fd_, "err.sock"}}) {
+  for (auto [fd, name] :
+       {std::pair<int*, const char*>{&ctl_fd_, "ctl.sock"}, {&err_fd_, "err.sock"}}) {
     while ((*fd = connect_unix(dir_ + "/" + name)) < 0) {
       if (wait_exit(qemu_pid_, 0ms)) {
         qemu_pid_ = -1;
@@ -432,7 +507,8 @@ void QemuRunner::start(const LineSink& line, const StopCheck& stop) {
       }
       if (Clock::now() > connect_deadline || (stop && stop())) {
         if (stop && stop()) return;
-        throw std::runtime_error("qemu did not open its control socket within 20 s:" + diagnostics());
+        throw std::runtime_error("qemu did not open its control socket within 20 s:" +
+                                 diagnostics());
       }
       std::this_thread::sleep_for(5ms);
     }
@@ -440,11 +516,13 @@ void QemuRunner::start(const LineSink& line, const StopCheck& stop) {
   std::string result;
   const Pump end = pump(false, line, stop, 300s, result);
   if (end == Pump::Stopped) return;
-  if (end == Pump::Timeout) throw std::runtime_error("the VM did not come up within 300 s:" + diagnostics());
-  if (end == Pump::VmGone) throw std::runtime_error("the VM stopped while booting:" + diagnostics());
+  if (end == Pump::Timeout)
+    throw std::runtime_error("the VM did not come up within 300 s:" + diagnostics());
+  if (end == Pump::VmGone)
+    throw std::runtime_error("the VM stopped while booting:" + diagnostics());
   if (result != "ready") {
-    throw std::runtime_error("the VM could not start the build: " + result.substr(result.find(' ') + 1) +
-                             diagnostics());
+    throw std::runtime_error(
+        "the VM could not start the build: " + result.substr(result.find(' ') + 1) + diagnostics());
   }
 }
 
@@ -509,7 +587,8 @@ int QemuRunner::run(const std::string& script, const std::string& workdir, const
   // The step, as the guest's init runs it: exactly `env`, in the root.
   std::string sh = "exec /bin/busybox env -i";
   for (const auto& [k, v] : env) sh += " " + shell_quote(k + "=" + v);
-  sh += " /bin/busybox chroot /newroot /bin/sh -c " + shell_quote(step_script(script, workdir)) + "\n";
+  sh += " /bin/busybox chroot /newroot /bin/sh -c " + shell_quote(step_script(script, workdir)) +
+        "\n";
   const std::string n = std::to_string(++steps_);
   {
     std::ofstream f(dir_ + "/steps/" + n + ".sh");
@@ -545,7 +624,8 @@ void QemuRunner::finish() {
   if (qemu_pid_ > 0 && ctl_fd_ >= 0) {
     // A clean poweroff (sync first), then the hard way.
     const char halt[] = "halt\n";
-    if (::send(ctl_fd_, halt, sizeof halt - 1, MSG_NOSIGNAL) == sizeof halt - 1 && wait_exit(qemu_pid_, 5s)) {
+    if (::send(ctl_fd_, halt, sizeof halt - 1, MSG_NOSIGNAL) == sizeof halt - 1 &&
+        wait_exit(qemu_pid_, 5s)) {
       qemu_pid_ = -1;
     }
   }

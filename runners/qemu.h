@@ -47,8 +47,8 @@ class QemuRunner : public Runner {
   ~QemuRunner() override;
 
   void start(const LineSink& line, const StopCheck& stop) override;
-  int run(const std::string& script, const std::string& workdir, const Env& env, const LineSink& line,
-          const StopCheck& stop) override;
+  int run(const std::string& script, const std::string& workdir, const Env& env,
+          const LineSink& line, const StopCheck& stop) override;
   void finish() override;
 
   // kvm or tcg, once started.

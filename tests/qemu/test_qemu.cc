@@ -44,7 +44,9 @@ std::vector<std::string> processes_mentioning(const std::string& s) {
   std::vector<std::string> found;
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string pid = e.path().filename();
-    if (pid.find_first_not_of("0123456789") != std::string::npos || pid == std::to_string(::getpid())) continue;
+    if (pid.find_first_not_of("0123456789") != std::string::npos ||
+        pid == std::to_string(::getpid()))
+      continue;
     std::string cmd = slurp("/proc/" + pid + "/cmdline");
     if (cmd.find(s) == std::string::npos) continue;
     const std::string stat = slurp("/proc/" + pid + "/stat");
@@ -97,7 +99,8 @@ class QemuTest : public ::testing::Test {
     for (const auto& p : procs) ADD_FAILURE() << "left running: " << p;
     EXPECT_FALSE(mounted_under(work)) << "a mount was left under " << work;
     EXPECT_TRUE(fs::is_empty(root_ + "/tmp")) << "launch's work directory was left";
-    for (const char* v : {"TMPDIR", "QEMU_KERNEL_IMAGE", "QEMU_USE_VIRTIOFS", "QEMU_VIRTIOFS_PATH"}) ::unsetenv(v);
+    for (const char* v : {"TMPDIR", "QEMU_KERNEL_IMAGE", "QEMU_USE_VIRTIOFS", "QEMU_VIRTIOFS_PATH"})
+      ::unsetenv(v);
     fs::remove_all(root_);
   }
   std::string write(const std::string& name, const std::string& text) {
@@ -106,10 +109,20 @@ class QemuTest : public ::testing::Test {
     return p;
   }
   std::vector<std::string> base(const std::string& file, const std::string& accel = "tcg") {
-    return {"build", file, "--runner", "qemu", "--qemu-accel", accel, "--cache-dir", root_ + "/cache",
-            "--out-dir", root_ + "/out", "--skip-package-check"};
+    return {"build",
+            file,
+            "--runner",
+            "qemu",
+            "--qemu-accel",
+            accel,
+            "--cache-dir",
+            root_ + "/cache",
+            "--out-dir",
+            root_ + "/out",
+            "--skip-package-check"};
   }
-  LaunchRun launch(std::vector<std::string> args, const std::function<void(pid_t)>& on_start = nullptr) {
+  LaunchRun launch(std::vector<std::string> args,
+                   const std::function<void(pid_t)>& on_start = nullptr) {
     const std::string out = root_ + "/launch.out";
     args.insert(args.begin(), LAUNCH_BINARY);
     const pid_t pid = ::fork();
@@ -164,9 +177,10 @@ TEST_F(QemuTest, VirtiofsKeepsWhatTheBuildWrites) {
   // auto: KVM if it boots the guest, TCG where it does not (here: it hangs).
   const LaunchRun r = launch(base(write("pkg.yaml", kCacheBuild), "auto"));
   ASSERT_EQ(r.code(), 0) << r.out;
-  for (const char* want : {"[cacher/use the cache] read: was in the cache", "cpus=1 host=launch",
-                           "[cacher/use the cache] on-stderr", "network up", "[cacher/use the cache] last words",
-                           "[cacher/after] second step sees fresh"}) {
+  for (const char* want :
+       {"[cacher/use the cache] read: was in the cache", "cpus=1 host=launch",
+        "[cacher/use the cache] on-stderr", "network up", "[cacher/use the cache] last words",
+        "[cacher/after] second step sees fresh"}) {
     EXPECT_NE(r.out.find(want), std::string::npos) << want << "\n" << r.out;
   }
   // package.resources.memory: 1Gi (the kernel keeps some for itself).
@@ -214,7 +228,8 @@ pipeline:
 )Y")));
   EXPECT_EQ(r.code(), 1) << r.out;
   EXPECT_NE(r.out.find("[broken/breaks] about to fail"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("step 'breaks' of broken failed (exited with status 3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step 'breaks' of broken failed (exited with status 3"), std::string::npos)
+      << r.out;
   EXPECT_EQ(r.out.find("[broken/after]"), std::string::npos) << r.out;
   // TearDown: no qemu, virtiofsd or cachefs left, no mount, no work dir.
 }
@@ -231,7 +246,8 @@ pipeline:
       sleep 1000
 )Y");
   const LaunchRun r = launch(base(f), [&](pid_t pid) {
-    for (int i = 0; i < 1200 && !fs::exists(root_ + "/cache/started"); ++i) std::this_thread::sleep_for(50ms);
+    for (int i = 0; i < 1200 && !fs::exists(root_ + "/cache/started"); ++i)
+      std::this_thread::sleep_for(50ms);
     ::kill(pid, SIGINT);
   });
   EXPECT_TRUE(fs::exists(root_ + "/cache/started")) << r.out;
@@ -241,14 +257,18 @@ pipeline:
 
 // Mistakes found before any VM starts: one line, exit 2.
 TEST_F(QemuTest, MissingKernelOrVirtiofsdIsOneClearError) {
-  const std::string f = write("pkg.yaml", "package:\n  name: x\n  version: 1\n  epoch: 0\npipeline:\n  - runs: true\n");
-  auto one_line = [](const std::string& out) { return std::count(out.begin(), out.end(), '\n') == 1; };
+  const std::string f = write(
+      "pkg.yaml", "package:\n  name: x\n  version: 1\n  epoch: 0\npipeline:\n  - runs: true\n");
+  auto one_line = [](const std::string& out) {
+    return std::count(out.begin(), out.end(), '\n') == 1;
+  };
 
   ::unsetenv("QEMU_KERNEL_IMAGE");
   LaunchRun r = launch(base(f));
   EXPECT_EQ(r.code(), 2) << r.out;
   EXPECT_TRUE(one_line(r.out)) << r.out;
-  EXPECT_NE(r.out.find("set QEMU_KERNEL_IMAGE and QEMU_KERNEL_MODULES"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("set QEMU_KERNEL_IMAGE and QEMU_KERNEL_MODULES"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("launch fetch-kernel"), std::string::npos) << r.out;
 
   ::setenv("QEMU_KERNEL_IMAGE", (root_ + "/no-such-vmlinuz").c_str(), 1);

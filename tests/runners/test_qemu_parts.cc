@@ -49,13 +49,16 @@ TEST_F(QemuPartsTest, CpioArchivesReadBackWithCpio) {
     w.finish();
   }
   EXPECT_EQ(fs::file_size(root_ + "/a.cpio") % 512, 0u);
-  EXPECT_EQ(shell("cd '" + root_ + "' && cpio -it < a.cpio 2>/dev/null"), "bin\nbin/hello\nodd\nbin/sh\nconsole\n");
+  EXPECT_EQ(shell("cd '" + root_ + "' && cpio -it < a.cpio 2>/dev/null"),
+            "bin\nbin/hello\nodd\nbin/sh\nconsole\n");
   fs::create_directories(root_ + "/x");
-  shell("cd '" + root_ + "/x' && cpio -id --no-absolute-filenames 'bin/hello' 'odd' < ../a.cpio 2>/dev/null");
+  shell("cd '" + root_ +
+        "/x' && cpio -id --no-absolute-filenames 'bin/hello' 'odd' < ../a.cpio 2>/dev/null");
   std::ifstream in(root_ + "/x/bin/hello");
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "#!/bin/sh\necho hi\n");
   EXPECT_EQ(fs::file_size(root_ + "/x/odd"), 1u);
-  EXPECT_TRUE((fs::status(root_ + "/x/bin/hello").permissions() & fs::perms::owner_exec) != fs::perms::none);
+  EXPECT_TRUE((fs::status(root_ + "/x/bin/hello").permissions() & fs::perms::owner_exec) !=
+              fs::perms::none);
 }
 
 TEST_F(QemuPartsTest, BusyboxMustBeStatic) {
@@ -74,14 +77,16 @@ TEST_F(QemuPartsTest, ModulesComeWithTheirDependenciesFirst) {
     const fs::path m = e.path() / "lib/modules" / e.path().filename();
     if (fs::is_regular_file(m / "modules.builtin")) dir = m;
   }
-  if (dir.empty()) GTEST_SKIP() << "no guest kernel in /var/cache/cachefs-test/kernel (the qemu tests fetch it)";
+  if (dir.empty())
+    GTEST_SKIP() << "no guest kernel in /var/cache/cachefs-test/kernel (the qemu tests fetch it)";
   const std::vector<Module> order = module_load_order(dir, guest_modules());
   std::vector<std::string> names;
   for (const Module& m : order) names.push_back(m.name);
   auto at = [&](const std::string& n) {
     return std::find(names.begin(), names.end(), n) - names.begin();
   };
-  for (const char* want : {"virtio_pci", "virtio_console", "9pnet", "9pnet_virtio", "9p", "virtiofs", "fuse", "overlay"}) {
+  for (const char* want : {"virtio_pci", "virtio_console", "9pnet", "9pnet_virtio", "9p",
+                           "virtiofs", "fuse", "overlay"}) {
     EXPECT_LT(at(want), static_cast<long>(names.size())) << want << " missing";
   }
   EXPECT_LT(at("9pnet"), at("9pnet_virtio"));
@@ -92,7 +97,8 @@ TEST_F(QemuPartsTest, ModulesComeWithTheirDependenciesFirst) {
     module_load_order(dir, {"no_such_module"});
     FAIL();
   } catch (const cachefs::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("no module no_such_module"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no module no_such_module"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(module_load_order(root_, {"9p"}), cachefs::UsageError);  // no modules.builtin
 }
