@@ -131,21 +131,30 @@ GuestKernel fetch_kernel(const std::string& dir_arg,
                            arch);
   }
   const std::string meta = "linux-image-" + arch;
-  out.clear();
-  if (!succeeded(capture({"apt-cache", "depends", meta}, "", out, nullptr))) {
-    throw UsageError::make("fetch-kernel: apt-cache depends {} failed (run apt-get update?)", meta);
-  }
-  std::string package;
-  for (size_t at = out.find("Depends: linux-image-"); at != std::string::npos && package.empty();
-       at = out.find("Depends: linux-image-", at + 1)) {
-    const size_t start = at + 9;
-    const std::string name = out.substr(start, out.find('\n', start) - start);
-    if (name != meta && name.find(' ') == std::string::npos) package = name;
+  // The package linux-image-<arch> depends on; apt's lists are fetched once
+  // (as root) when they name none yet, as on a fresh machine.
+  auto kernel_package = [&]() -> std::string {
+    out.clear();
+    if (!succeeded(capture({"apt-cache", "depends", meta}, "", out, nullptr))) return "";
+    for (size_t at = out.find("Depends: linux-image-"); at != std::string::npos;
+         at = out.find("Depends: linux-image-", at + 1)) {
+      const size_t start = at + 9;
+      const std::string name = out.substr(start, out.find('\n', start) - start);
+      if (name != meta && name.find(' ') == std::string::npos) return name;
+    }
+    return "";
+  };
+  std::string package = kernel_package();
+  if (package.empty() && ::geteuid() == 0) {
+    if (progress) progress("fetch-kernel: apt knows no " + meta + " yet: apt-get update");
+    std::string ignored;
+    capture({"apt-get", "update", "-q"}, "", ignored, nullptr);
+    package = kernel_package();
   }
   if (package.empty()) {
     throw UsageError::make(
         "fetch-kernel: apt-cache depends {} names no kernel package (run apt-get "
-        "update?)",
+        "update as root?)",
         meta);
   }
   const std::string version = package.substr(std::string("linux-image-").size());
