@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cachefs benchmark: native directory vs cachefs vs other FUSE passthrough
 # filesystems (bindfs, fuse-overlayfs, mergerfs) on a generated build-cache
-# corpus. See bench/README.md.
+# corpus; cachefs's discard mode vs fuse-overlayfs and the kernel's overlayfs
+# (the limit for an overlay). See bench/README.md.
 #
 #   bash bench/run.sh [--small] [--runs N] [--work-dir DIR] [--seed N]
 #                     [--targets LIST] [--workloads LIST] [--cachefs-opts OPTS]
@@ -28,7 +29,7 @@ REGEN=0
 USE_LOOP=1
 TIMEOUT=900
 NOFILE=524288
-ALL_TARGETS="native cachefs cachefs-nodedup bindfs fuse-overlayfs mergerfs"
+ALL_TARGETS="native cachefs cachefs-nodedup cachefs-discard bindfs fuse-overlayfs overlayfs mergerfs"
 ALL_WORKLOADS="read-cold read-warm walk-cold walk-warm seq-cold seq-warm untar import"
 # cachefs-nodedup (cachefs --dedup off) only takes part in untar: reads do not
 # differ, and untar is where dedup's cost would show.
@@ -139,8 +140,11 @@ ACTIVE=()
 for t in $TARGETS; do
   case $t in
     native) ;;
-    cachefs|cachefs-nodedup)
+    cachefs|cachefs-nodedup|cachefs-discard)
       [ -x "$CACHEFS" ] || SKIP_NOTE[$t]="binary $CACHEFS not found (ninja -C build cachefs)" ;;
+    overlayfs)
+      grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
+        SKIP_NOTE[$t]="the kernel has no overlay filesystem" ;;
     *) command -v "$t" >/dev/null || SKIP_NOTE[$t]="not installed (apt-get install $t)" ;;
   esac
   if [ -n "${SKIP_NOTE[$t]:-}" ]; then
@@ -259,6 +263,17 @@ mount_fs() {
     cachefs-nodedup)
       mkdir -p "$aux/store"
       "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --dedup off "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+    cachefs-discard)
+      mkdir -p "$aux/store"
+      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --write-mode discard "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+    overlayfs)
+      # The kernel's own: no daemon to wait for.
+      mkdir -p "$aux/upper" "$aux/work"
+      if ! mount -t overlay overlay -o "lowerdir=$src,upperdir=$aux/upper,workdir=$aux/work" "$mnt" >>"$log" 2>&1; then
+        log "ERROR: overlayfs did not mount $mnt; see $log"; return 1
+      fi
+      MOUNTS+=("$mnt"); MTGT[$mnt]=$t
+      return 0 ;;
     bindfs)
       bindfs -f "$src" "$mnt" >>"$log" 2>&1 & ;;
     fuse-overlayfs)
@@ -283,7 +298,10 @@ mount_fs() {
 }
 
 # alive MNT: the daemon behind MNT still runs
-alive() { [ -n "${MPID[$1]:-}" ] && kill -0 "${MPID[$1]}" 2>/dev/null; }
+alive() {
+  if [ "${MTGT[$1]:-}" = overlayfs ]; then mounted "$1"; return; fi
+  [ -n "${MPID[$1]:-}" ] && kill -0 "${MPID[$1]}" 2>/dev/null
+}
 
 # record WORKLOAD TARGET RUN VALUE
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$TSV"; }
@@ -366,17 +384,20 @@ jstr() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
 version_of() {
   case $1 in
     native) echo "$(findmnt -no FSTYPE,OPTIONS --target "$SRC" | head -1 | tr -s ' ')${LOOPDEV:+ on $LOOPDEV (direct-io loop image)}" ;;
-    cachefs|cachefs-nodedup) echo "$("$CACHEFS" --version 2>&1 | head -1), binary built $(date -u -r "$CACHEFS" +%FT%TZ)," \
+    cachefs|cachefs-nodedup|cachefs-discard) echo "$("$CACHEFS" --version 2>&1 | head -1), binary built $(date -u -r "$CACHEFS" +%FT%TZ)," \
       "sha256 $(sha256sum "$CACHEFS" | cut -c1-12), repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" ;;
     bindfs) bindfs --version 2>&1 | head -1 ;;
     fuse-overlayfs) fuse-overlayfs --version 2>/dev/null | grep -m1 "^fuse-overlayfs" ;;
     mergerfs) mergerfs --version 2>&1 | head -1 ;;
+    overlayfs) echo "kernel overlay $(uname -r)" ;;
   esac
 }
 declare -A OPTS=(
   [native]="plain directory"
   [cachefs]="-f --cache-directory SRC --store AUX/store${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
   [cachefs-nodedup]="-f --cache-directory SRC --store AUX/store --dedup off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [cachefs-discard]="-f --cache-directory SRC --store AUX/store --write-mode discard${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [overlayfs]="mount -t overlay -o lowerdir=SRC,upperdir=AUX/upper,workdir=AUX/work"
   [bindfs]="-f SRC (defaults)"
   [fuse-overlayfs]="-f -o lowerdir=SRC,upperdir=AUX/upper,workdir=AUX/work"
   [mergerfs]="-f SRC (single branch, defaults)"

@@ -104,7 +104,12 @@ FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
     }
   }
   if (FdLease l = bd.slot.lease()) return l;
-  if (up && !create && bd.absent.load(std::memory_order_relaxed)) {
+  // Discard mode: known absent (the upper layer changes only through us; the
+  // lower layer is taken as it was when first asked), unless it was made since
+  // (a creator publishes after a concurrent lookup may have marked it absent:
+  // known wins).
+  if (discard() && !create && bd.absent.load(std::memory_order_relaxed) &&
+      !bd.known.load(std::memory_order_acquire)) {
     err = ENOENT;
     return {};
   }
@@ -115,7 +120,7 @@ FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
   ParentRef parent(nodes_, dir);
   FdLease pfd = dir_fd(parent.get(), b, create, err);
   if (!pfd) {
-    if (up && err == ENOENT) bd.absent.store(true, std::memory_order_relaxed);
+    if (discard() && err == ENOENT) bd.absent.store(true, std::memory_order_relaxed);
     return {};
   }
   const char* name = parent.name().c_str();
@@ -138,7 +143,7 @@ FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
     if (fd && up) copy_dir_meta(dir, fd.get());
   }
   if (!fd) {
-    if (up && errno == ENOENT) bd.absent.store(true, std::memory_order_relaxed);
+    if (discard() && errno == ENOENT) bd.absent.store(true, std::memory_order_relaxed);
     // ELOOP/ENOTDIR: a symlink or file sits where the directory would be; it is never
     // followed, and the branch simply has no such directory.
     err = errno == ELOOP ? ENOTDIR : errno;
@@ -533,6 +538,14 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
     found[branch].fd = std::move(fd);
     found[branch].st = st;
     n = nodes_.intern_dir(parent, name, found, branch);
+    if (discard()) {
+      // Made in the upper layer where nothing was: no lower directory to ask for.
+      for (size_t b = 0; b < branch_count(); ++b) {
+        if (!n->dirs[b].known.load(std::memory_order_acquire)) {
+          n->dirs[b].absent.store(true, std::memory_order_relaxed);
+        }
+      }
+    }
   } else {
     auto f = std::make_shared<FileBacking>(branch, st);
     const bool writable = (::fcntl(fd.get(), F_GETFL) & O_ACCMODE) == O_RDWR;

@@ -45,8 +45,8 @@ struct BranchDir {
   std::atomic<bool> known{false};  // the branch has this directory (identity below)
   std::atomic<dev_t> dev{0};
   std::atomic<ino_t> ino{0};
-  // Discard mode's upper branch only (which changes through the mount alone):
-  // known not to have this directory, so lookups need not ask again.
+  // Discard mode: known not to have this directory, so lookups need not ask
+  // again (see Filesystem::dir_fd).
   std::atomic<bool> absent{false};
 };
 

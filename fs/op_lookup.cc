@@ -71,8 +71,10 @@ void readlink(fuse_req_t req, fuse_ino_t ino) {
 
 void statfs(fuse_req_t req, fuse_ino_t) {
   Filesystem& fs = fs_of(req);
-  // The default directory's filesystem is where most new data lands.
-  FdLease fd = fs.dir_fd(fs.nodes().root(), fs.routes().default_branch());
+  // Where new data lands: the default directory's filesystem (discard mode:
+  // the upper layer's, which is what fills up).
+  FdLease fd = fs.dir_fd(fs.nodes().root(),
+                         fs.discard() ? fs.upper() : fs.routes().default_branch());
   struct statvfs sv {};
   if (!fd || ::fstatvfs(fd.get(), &sv) != 0) {
     fuse_reply_err(req, errno);

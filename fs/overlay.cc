@@ -5,7 +5,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -33,9 +35,12 @@ std::string proc_fd(int fd) {
   return "/proc/self/fd/" + std::to_string(fd);
 }
 
-// Copies the first `len` bytes of `src` into `dst` (empty, same length after),
-// holes kept as holes; in the kernel (copy_file_range) where it can be.
-int copy_data(int src, int dst, uint64_t len) {
+// Copies the first `len` bytes of `src` into `dst` (empty, same length after):
+// a reflink where the filesystem has them, else holes kept as holes and the
+// data copied in the kernel (copy_file_range) where it can be.
+int copy_data(int src, int dst, uint64_t len, uint64_t src_size) {
+  // A whole file on a filesystem with reflinks (btrfs, XFS): share the blocks.
+  if (len == src_size && len > 0 && ::ioctl(dst, FICLONE, src) == 0) return 0;
   const auto end = static_cast<off_t>(len);
   off_t pos = 0;
   std::vector<char> buf;
@@ -267,7 +272,9 @@ int Filesystem::copy_up(Node* n, uint64_t keep) {
     UniqueFd copy(::openat(ufd.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
     if (!copy) return errno;
     const uint64_t len = std::min<uint64_t>(keep, static_cast<uint64_t>(st.st_size));
-    if ((err = copy_data(src.get(), copy.get(), len)) != 0) return err;
+    if ((err = copy_data(src.get(), copy.get(), len, static_cast<uint64_t>(st.st_size))) != 0) {
+      return err;
+    }
     copy_xattrs(src.get(), copy.get());
     ::fsetxattr(copy.get(), kOriginXattr, "1", 1, 0);  // for the report; optional
     const timespec times[2] = {st.st_atim, st.st_mtim};

@@ -22,6 +22,7 @@
 #include "common/json.h"
 #include "common/units.h"
 #include "launcher/cache_env.h"
+#include "launcher/cache_source.h"
 #include "launcher/pipeline_library.h"
 #include "launcher/plan.h"
 #include "runners/runner.h"
@@ -45,8 +46,8 @@ struct BuildArgs {
   std::string file;
   std::string runner = "bubblewrap";
   std::string cache_dir = "./melange-cache";
-  std::string define, policy, store, cache_mount;
-  std::string workspace_dir, out_dir = "./packages", source_dir, rootfs;
+  std::string define, policy, store, cache_mount, cache_source;
+  std::string workspace_dir, out_dir = "./packages", source_dir, rootfs, image;
   std::vector<std::string> env, vars, pipeline_dirs;
   std::string source_date_epoch = "0";
   bool skip_package_check = false;
@@ -191,7 +192,9 @@ int build(const BuildArgs& a, const char* self) {
   }
   const launcher::Plan plan = launcher::resolve_plan(file, po);
 
-  if (!a.skip_package_check) {
+  // A docker image is the user's choice and is not inspected (melange builds one
+  // from the list; launch does not).
+  if (!a.skip_package_check && a.runner != "docker") {
     const auto missing = runners::missing_packages(a.rootfs.empty() ? "/" : a.rootfs, plan.packages);
     if (!missing.empty()) {
       std::string list;
@@ -213,6 +216,7 @@ int build(const BuildArgs& a, const char* self) {
     fs::create_directories(a.cache_dir, ec);
     if (ec) throw UsageError::make("--cache-dir '{}': {}", a.cache_dir, ec.message());
   }
+  if (!a.cache_source.empty()) launcher::preload_cache(self, a.cache_source, a.cache_dir, !a.cache_mount.empty());
 
   WorkDir work;
   std::string workspace = a.workspace_dir;
@@ -239,6 +243,7 @@ int build(const BuildArgs& a, const char* self) {
   runners::CacheMount mount(mo);
   runners::RunnerSpec spec;
   spec.rootfs = a.rootfs;
+  spec.image = a.image;
   spec.workspace = workspace;
   spec.cache = mount.path();
   spec.work_dir = work.path();
@@ -340,6 +345,7 @@ int main(int argc, char** argv) {
   b->add_option("file", a.file, "the build file (pkg.yaml)")->required();
   b->add_option("--runner", a.runner, runners::runner_names() + " (default bubblewrap)");
   b->add_option("--cache-dir", a.cache_dir, "the cache's default backing directory (default ./melange-cache)");
+  b->add_option("--cache-source", a.cache_source, "preload the cache from a remote store (DIR or URL) or a plain cache tree");
   b->add_option("--define-cache-directories", a.define, "routes: 'DIR1=REGEX1|DIR2=REGEX2|...'");
   b->add_option("--resolution-policy", a.policy, "strict (default) or weak");
   b->add_option("--store", a.store, "object store (default <cache dir>/.cachefs)");
@@ -348,14 +354,15 @@ int main(int argc, char** argv) {
   b->add_option("--out-dir", a.out_dir, "where package trees and .tar.gz files go (default ./packages)");
   b->add_option("--source-dir", a.source_dir, "sources copied into the workspace (default ./<package>)");
   b->add_option("--rootfs", a.rootfs, "sandbox root (default: the host's, read-only)");
+  b->add_option("--image", a.image, "the image steps run in (--runner docker; required there)");
   b->add_option("--env", a.env, "KEY=VALUE over the build file's environment (repeatable)");
   b->add_option("--var", a.vars, "NAME=VALUE over the build file's vars: (repeatable; not in melange)");
   b->add_option("--pipeline-dir", a.pipeline_dirs, "more pipelines for uses: (repeatable)");
   b->add_option("--source-date-epoch", a.source_date_epoch, "SOURCE_DATE_EPOCH (default 0)");
   b->add_flag("--skip-package-check", a.skip_package_check,
               "do not check environment.contents.packages against the root");
-  b->add_option("--cpus", a.cpus, "qemu: the VM's CPUs (default package.resources.cpu, else all)");
-  b->add_option("--memory", a.memory, "qemu: the VM's memory, e.g. 4Gi (default package.resources.memory, else 2Gi)");
+  b->add_option("--cpus", a.cpus, "CPUs for the VM or container (default package.resources.cpu)");
+  b->add_option("--memory", a.memory, "memory for the VM or container, e.g. 4Gi (default package.resources.memory)");
   b->add_option("--qemu-accel", a.qemu_accel, "qemu: kvm, tcg or auto (default: KVM if a probe boots, else TCG)");
   std::string kernel_dir = "/var/cache/launch/kernel";
   CLI::App* fk = app.add_subcommand(

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "remote/remote.h"
 #include "tools/context.h"
 
 namespace cachefs::tools {
@@ -31,6 +32,17 @@ struct EvictArgs {
   bool dry_run = false;
 };
 int cmd_evict(const Context& ctx, const EvictArgs& args);
+
+// push CACHE_DIR REMOTE / pull REMOTE CACHE_DIR.
+struct RemoteArgs {
+  std::string cache_dir, remote;
+  std::string ref = "latest";
+  std::string store;  // --store; default <cache dir>/.cachefs
+  unsigned jobs = 8;  // parallel transfers
+  remote::Options options;
+};
+int cmd_push(const Context& ctx, const RemoteArgs& args, const GetEnv& getenv);
+int cmd_pull(const Context& ctx, const RemoteArgs& args, const GetEnv& getenv);
 
 unsigned default_jobs();
 

@@ -16,7 +16,7 @@ namespace {
 using namespace cachefs;
 using namespace cachefs::tools;
 
-constexpr const char* kSubcommands = "import, stats, verify, gc, evict";
+constexpr const char* kSubcommands = "import, stats, verify, gc, evict, push, pull";
 
 std::string one_line(std::string s) {
   for (char& c : s)
@@ -34,6 +34,8 @@ int run(int argc, char** argv) {
   app.footer(
       "Environment: CACHEFS_CACHE_DIRECTORY, CACHEFS_DEFINE_CACHE_DIRECTORIES,\n"
       "CACHEFS_RESOLUTION_POLICY, CACHEFS_STORE (flag > config file > environment).\n"
+      "push/pull: CACHEFS_REMOTE_USER, CACHEFS_REMOTE_PASSWORD, CACHEFS_REMOTE_TOKEN,\n"
+      "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL.\n"
       "See cachectl(1).");
 
   RouteFlags flags;
@@ -90,6 +92,36 @@ int run(int argc, char** argv) {
   evict->add_flag("-n,--dry-run", evict_dry, "only list what would be removed");
   add_json(evict);
 
+  RemoteArgs push_args, pull_args;
+  auto add_remote = [&](CLI::App* sub, RemoteArgs& r) {
+    sub->add_option("--ref", r.ref, "the ref to move (push) or read (pull) (default: latest)");
+    sub->add_option("-j,--jobs", r.jobs, "parallel transfers (default 8)")
+        ->check(CLI::Range(1u, 256u));
+    sub->add_option("--user", r.options.user,
+                    "HTTP basic auth USER[:PASSWORD] (or CACHEFS_REMOTE_USER/_PASSWORD)");
+    sub->add_option("--endpoint", r.options.endpoint, "S3 endpoint URL (or AWS_ENDPOINT_URL)");
+    sub->add_option("--region", r.options.region, "S3 region (or AWS_REGION; default us-east-1)");
+    sub->add_option("--timeout", r.options.timeout,
+                    "seconds to connect, and the longest stall of a transfer (default 30)")
+        ->check(CLI::Range(0.1, 3600.0));
+    sub->add_option("--retries", r.options.retries,
+                    "further attempts after a transient failure (default 3)")
+        ->check(CLI::Range(0, 20));
+    add_json(sub);
+  };
+  CLI::App* push = app.add_subcommand("push", "upload a cache tree to a remote store");
+  push->add_option("CACHE_DIR", push_args.cache_dir, "the cache tree to push")->required();
+  push->add_option("REMOTE", push_args.remote, "DIR, file://DIR, http(s)://..., s3://BUCKET[/PREFIX]")
+      ->required();
+  add_remote(push, push_args);
+  CLI::App* pull = app.add_subcommand("pull", "fill a cache tree from a remote store");
+  pull->add_option("REMOTE", pull_args.remote,
+                   "DIR, file://DIR, http(s)://..., s3://BUCKET[/PREFIX], or a plain cache tree")
+      ->required();
+  pull->add_option("CACHE_DIR", pull_args.cache_dir, "the cache tree to fill (made if missing)")
+      ->required();
+  add_remote(pull, pull_args);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -114,6 +146,8 @@ int run(int argc, char** argv) {
 
   // Lease breaks (see import) are signalled with SIGIO, whose default is to die.
   ::signal(SIGIO, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);  // a server closing a connection is an error, not a death
+  cachefs::remote::global_init();
   const auto getenv = [](const char* n) -> const char* { return std::getenv(n); };
 
   // Mistakes in a subcommand's own arguments come before those in the routes.
@@ -142,6 +176,15 @@ int run(int argc, char** argv) {
     }
   }
 
+  if (push->parsed() || pull->parsed()) {
+    // Neither reads routes: CACHE_DIR is the tree, its store <CACHE_DIR>/.cachefs
+    // unless --store says otherwise.
+    Context ctx;
+    ctx.json = json;
+    RemoteArgs& r = push->parsed() ? push_args : pull_args;
+    r.store = flags.store;
+    return push->parsed() ? cmd_push(ctx, r, getenv) : cmd_pull(ctx, r, getenv);
+  }
   if (stats->parsed() && !mount.empty()) {
     Context ctx;
     ctx.json = json;
@@ -165,6 +208,9 @@ int main(int argc, char** argv) {
   } catch (const cachefs::UsageError& e) {
     std::fprintf(stderr, "cachectl: %s\n", one_line(e.what()).c_str());
     return 2;
+  } catch (const cachefs::remote::RemoteError& e) {
+    std::fprintf(stderr, "cachectl: %s\n", one_line(e.what()).c_str());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cachectl: error: %s\n", one_line(e.what()).c_str());
     return 1;

@@ -252,6 +252,27 @@ TEST_F(DiscardTest, DeletesRenamesAndLinksAreVisibleAndTheBackingStaysAsItWas) {
   EXPECT_NE(mount().Log().find("deleted"), std::string::npos);
 }
 
+TEST_F(DiscardTest, AnOpenLowerFileStaysUsableAfterItsNameIsDeleted) {
+  ASSERT_TRUE(StartMount(Args()));
+  Fd fd(::open(Mnt("dir/inner.txt").c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_SYS_OK(::unlink(Mnt("dir/inner.txt").c_str()));
+  EXPECT_ERRNO(ENOENT, ::access(Mnt("dir/inner.txt").c_str(), F_OK));
+  // Written after its name went: copied up without a name, still this file.
+  ASSERT_EQ(::pwrite(fd.get(), "IN", 2, 0), 2);
+  ASSERT_SYS_OK(::fsync(fd.get()));
+  char buf[16] = {};
+  ASSERT_EQ(::pread(fd.get(), buf, sizeof buf, 0), 5);
+  EXPECT_EQ(std::string(buf, 5), "INner");
+  EXPECT_ERRNO(ENOENT, ::access(Mnt("dir/inner.txt").c_str(), F_OK));
+  // O_TRUNC of a lower file copies nothing up but its attributes.
+  ASSERT_TRUE(WriteFile(Mnt("big.bin"), "small"));
+  EXPECT_EQ(ReadFile(Mnt("big.bin")), "small");
+  fd.reset();
+  ASSERT_TRUE(mount().Stop());
+  ExpectBackingUntouched();
+}
+
 TEST_F(DiscardTest, NothingSurvivesTheNextMount) {
   ASSERT_TRUE(StartMount(Args()));
   ASSERT_TRUE(WriteFile(Mnt("a.txt"), "upper a"));
