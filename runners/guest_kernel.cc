@@ -139,7 +139,7 @@ GuestKernel fetch_kernel(const std::string& dir_arg,
     for (size_t at = out.find("Depends: linux-image-"); at != std::string::npos;
          at = out.find("Depends: linux-image-", at + 1)) {
       const size_t start = at + 9;
-      const std::string name = out.substr(start, out.find('\n', start) - start);
+      std::string name = out.substr(start, out.find('\n', start) - start);
       if (name != meta && name.find(' ') == std::string::npos) return name;
     }
     return "";

@@ -219,7 +219,7 @@ std::vector<std::string> qemu_cache_mount_args() {
 }
 
 std::string find_virtiofsd() {
-  if (const std::string p = env_or("QEMU_VIRTIOFS_PATH"); !p.empty()) {
+  if (std::string p = env_or("QEMU_VIRTIOFS_PATH"); !p.empty()) {
     if (!executable(p)) {
       throw UsageError::make(
           "QEMU_VIRTIOFS_PATH '{}': no such executable (QEMU_USE_VIRTIOFS=1 needs "
@@ -586,7 +586,13 @@ int QemuRunner::run(const std::string& script, const std::string& workdir, const
   if (qemu_pid_ <= 0 || ctl_fd_ < 0) throw std::runtime_error("the VM is not running");
   // The step, as the guest's init runs it: exactly `env`, in the root.
   std::string sh = "exec /bin/busybox env -i";
-  for (const auto& [k, v] : env) sh += " " + shell_quote(k + "=" + v);
+  for (const auto& [k, v] : env) {
+    sh += ' ';
+    std::string kv = k;
+    kv += '=';
+    kv += v;
+    sh += shell_quote(kv);
+  }
   sh += " /bin/busybox chroot /newroot /bin/sh -c " + shell_quote(step_script(script, workdir)) +
         "\n";
   const std::string n = std::to_string(++steps_);
@@ -610,8 +616,13 @@ int QemuRunner::run(const std::string& script, const std::string& workdir, const
     case Pump::Done:
       break;
   }
-  const int st = std::atoi(result.c_str());
-  return (st & 0xff) << 8;  // as waitpid reports an exit status
+  // The guest's $? (0-255; 128+N for a signal): as waitpid reports an exit status.
+  char* end = nullptr;
+  const long st = std::strtol(result.c_str(), &end, 10);
+  if (end == result.c_str() || *end != '\0' || st < 0 || st > 255) {
+    throw std::runtime_error("the VM's init sent a bad status '" + result + "'");
+  }
+  return static_cast<int>(st) << 8;
 }
 
 void QemuRunner::kill_vm() {
