@@ -27,6 +27,7 @@
 #include "launcher/plan.h"
 #include "runners/runner.h"
 #include "runners/cache_mount.h"
+#include "runners/guest_kernel.h"
 #include "runners/packages.h"
 #include "runners/process.h"
 
@@ -50,6 +51,7 @@ struct BuildArgs {
   std::vector<std::string> env, vars, pipeline_dirs;
   std::string source_date_epoch = "0";
   bool skip_package_check = false;
+  std::string cpus, memory, qemu_accel;  // --cpus, --memory (over package.resources), --qemu-accel
 };
 
 // A directory removed when launch ends, however it ends: a janitor process
@@ -121,6 +123,22 @@ std::string cache_report(const std::string& stats) {
       n("files_read"), human_bytes(n("bytes_read")), n("files_written"),
       human_bytes(n("bytes_written")), n("dedup_linked") + n("dedup_adopted"),
       human_bytes(n("dedup_bytes_saved")), n("cow_breaks"));
+}
+
+// "cache: discarded ..." for a discard-mode mount (qemu over 9p), else empty.
+std::string discard_report(const std::string& stats) {
+  const auto doc = Json::parse(stats);
+  const Json* d = doc ? doc->find("discard") : nullptr;
+  if (d == nullptr) return "";
+  auto n = [&](std::string_view key) {
+    const Json* v = d->find(key);
+    return v != nullptr && v->is_number() ? static_cast<uint64_t>(v->number()) : 0;
+  };
+  return fmt::format(
+      "cache: discarded what the build wrote to {}: {} files created, {} changed, {} deleted ({}); to "
+      "keep a build's cache writes use QEMU_USE_VIRTIOFS=1 or --runner bubblewrap",
+      launcher::kCacheRoot, n("files_created"), n("files_changed"), n("files_deleted"),
+      human_bytes(n("bytes")));
 }
 
 int run_command(const std::vector<std::string>& argv) {
@@ -229,8 +247,9 @@ int build(const BuildArgs& a, const char* self) {
   spec.workspace = workspace;
   spec.cache = mount.path();
   spec.work_dir = work.path();
-  spec.cpus = plan.package.resources.cpu;
-  spec.memory = plan.package.resources.memory;
+  spec.cpus = a.cpus.empty() ? plan.package.resources.cpu : a.cpus;
+  spec.memory = a.memory.empty() ? plan.package.resources.memory : a.memory;
+  spec.qemu_accel = a.qemu_accel;
   const std::unique_ptr<runners::Runner> runner = runners::make_runner(a.runner, spec);
   // Finished on every way out of this function (the destructor finishes too,
   // but a runner's teardown must come before the mount's).
@@ -311,6 +330,7 @@ int build(const BuildArgs& a, const char* self) {
             << fmt::format("{:.2f}", total) << " s; outputs in " << fs::absolute(a.out_dir).string()
             << std::endl;
   std::cout << "launch: " << cache_report(stats) << std::endl;
+  if (const std::string d = discard_report(stats); !d.empty()) std::cout << "launch: " << d << std::endl;
   return 0;
 }
 
@@ -341,6 +361,13 @@ int main(int argc, char** argv) {
   b->add_option("--source-date-epoch", a.source_date_epoch, "SOURCE_DATE_EPOCH (default 0)");
   b->add_flag("--skip-package-check", a.skip_package_check,
               "do not check environment.contents.packages against the root");
+  b->add_option("--cpus", a.cpus, "CPUs for the VM or container (default package.resources.cpu)");
+  b->add_option("--memory", a.memory, "memory for the VM or container, e.g. 4Gi (default package.resources.memory)");
+  b->add_option("--qemu-accel", a.qemu_accel, "qemu: kvm, tcg or auto (default: KVM if a probe boots, else TCG)");
+  std::string kernel_dir = "/var/cache/launch/kernel";
+  CLI::App* fk = app.add_subcommand(
+      "fetch-kernel", "download and unpack Debian's kernel for --runner qemu; prints the variables to set");
+  fk->add_option("dir", kernel_dir, "where to unpack it (default /var/cache/launch/kernel)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -361,6 +388,12 @@ int main(int argc, char** argv) {
   try {
     char self[4096] = {};
     const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (fk->parsed()) {
+      const runners::GuestKernel k =
+          runners::fetch_kernel(kernel_dir, [](std::string_view l) { std::cerr << l << std::endl; });
+      std::cout << runners::kernel_env_lines(k);
+      return 0;
+    }
     return build(a, n > 0 ? self : argv[0]);
   } catch (const UsageError& e) {
     std::cerr << "launch: " << e.what() << "\n";

@@ -13,6 +13,10 @@ PKGS=(
   # the docker runner's tests: podman's Docker-compatible engine (runc: crun
   # fails on these machines' hybrid cgroups) and busybox-static for the image
   podman runc busybox-static
+  # the qemu runner: qemu (virtiofsd comes with qemu-system-common), the guest's
+  # busybox (busybox-static, above), cpio to inspect initramfs images, xz for
+  # fetch-kernel's vmlinux
+  qemu-system-x86 cpio xz-utils
   # launch examples (examples/): ccache for the C example
   ccache curl
   # benchmarks (peers to compare against)
