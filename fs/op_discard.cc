@@ -69,6 +69,29 @@ int clear_whiteouts(int ufd, const char* name) {
   return err;
 }
 
+// Removes the name (parent, name) that `p` probed: its upper entry goes (an
+// upper directory with the whiteouts it holds), and a whiteout hides whatever
+// the lower layer has there.
+int remove_name(Filesystem& fs, Node* parent, const char* name, const Filesystem::Probe& p,
+                bool dir) {
+  const BranchIndex u = fs.upper();
+  int err = 0;
+  if (p.found[u].present) {
+    FdLease ufd = fs.dir_fd(parent, u, false, err);
+    if (!ufd) return err;
+    if (dir && (err = clear_whiteouts(ufd.get(), name)) != 0) return err;
+    if (::unlinkat(ufd.get(), name, dir ? AT_REMOVEDIR : 0) != 0) return errno;
+  }
+  if (p.lower.kind != Resolution::kNone) {
+    FdLease ufd = fs.dir_fd(parent, u, true, err);
+    if (!ufd) return err;
+    if ((err = Filesystem::make_whiteout(ufd.get(), name)) != 0) return err;
+  }
+  Filesystem::changed(parent);
+  fs.nodes().drop(parent, name);
+  return 0;
+}
+
 // Makes the entry at (parent, name) live wholly in the upper layer.
 int bring_up(Filesystem& fs, Node* parent, const char* name, const Filesystem::Probe& p) {
   if (p.res.kind == Resolution::kDirectory && !any_lower(fs, p)) return 0;
@@ -92,22 +115,8 @@ int discard_unlink(Filesystem& fs, Node* parent, const char* name) {
   Filesystem::Probe p;
   if (int err = fs.probe(parent, name, p, true)) return err;
   if (p.res.kind == Resolution::kDirectory) return EISDIR;
-  const BranchIndex u = fs.upper();
   fs.pin_before_removal(parent, name);
-  int err = 0;
-  if (p.found[u].present) {
-    FdLease ufd = fs.dir_fd(parent, u, false, err);
-    if (!ufd) return err;
-    if (::unlinkat(ufd.get(), name, 0) != 0) return errno;
-  }
-  if (p.lower.kind != Resolution::kNone) {
-    FdLease ufd = fs.dir_fd(parent, u, true, err);
-    if (!ufd) return err;
-    if ((err = Filesystem::make_whiteout(ufd.get(), name)) != 0) return err;
-  }
-  Filesystem::changed(parent);
-  fs.nodes().drop(parent, name);
-  return 0;
+  return remove_name(fs, parent, name, p, false);
 }
 
 int discard_rmdir(Filesystem& fs, Node* parent, const char* name) {
@@ -115,22 +124,7 @@ int discard_rmdir(Filesystem& fs, Node* parent, const char* name) {
   if (int err = fs.probe(parent, name, p, true)) return err;
   if (p.res.kind != Resolution::kDirectory) return ENOTDIR;
   if (int err = check_empty(fs, parent, name)) return err;
-  const BranchIndex u = fs.upper();
-  int err = 0;
-  if (p.found[u].present) {
-    FdLease ufd = fs.dir_fd(parent, u, false, err);
-    if (!ufd) return err;
-    if ((err = clear_whiteouts(ufd.get(), name)) != 0) return err;
-    if (::unlinkat(ufd.get(), name, AT_REMOVEDIR) != 0) return errno;
-  }
-  if (p.lower.kind != Resolution::kNone) {
-    FdLease ufd = fs.dir_fd(parent, u, true, err);
-    if (!ufd) return err;
-    if ((err = Filesystem::make_whiteout(ufd.get(), name)) != 0) return err;
-  }
-  Filesystem::changed(parent);
-  fs.nodes().drop(parent, name);
-  return 0;
+  return remove_name(fs, parent, name, p, true);
 }
 
 int discard_rename(Filesystem& fs, Node* parent, const char* name, Node* newparent,

@@ -228,6 +228,16 @@ std::string ErrnoName(int err) {
   return name != nullptr ? std::string(name) : "errno " + std::to_string(err);
 }
 
+std::string Pattern(size_t size, unsigned seed) {
+  std::string s(size, '\0');
+  uint32_t x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < size; ++i) {
+    x = x * 1103515245u + 12345u;
+    s[i] = static_cast<char>('a' + (x >> 16) % 26);
+  }
+  return s;
+}
+
 std::map<std::string, std::string> SnapshotTree(const std::string& root) {
   std::map<std::string, std::string> out;
   Fd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));

@@ -51,6 +51,9 @@ bool IsAnythingMounted(const std::string& mountpoint);
 // errno's symbolic name ("ENOENT").
 std::string ErrnoName(int err);
 
+// `size` letters, the same for the same seed: file contents for tests.
+std::string Pattern(size_t size, unsigned seed);
+
 // A recursive description of a tree (type, mode, size, mtime, link target or
 // content digest per entry), never following symlinks nor crossing mounts; for
 // "nothing changed here" checks.

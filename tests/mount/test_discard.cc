@@ -20,16 +20,6 @@
 namespace cachefs_test {
 namespace {
 
-std::string Pattern(size_t size, unsigned seed) {
-  std::string s(size, '\0');
-  uint32_t x = seed * 2654435761u + 1;
-  for (size_t i = 0; i < size; ++i) {
-    x = x * 1103515245u + 12345u;
-    s[i] = static_cast<char>('a' + (x >> 16) % 26);
-  }
-  return s;
-}
-
 // Directories under `dir` (the default upper layers live in <store>/upper).
 size_t CountEntries(const std::string& dir) {
   return ListDir(dir).size();

@@ -39,16 +39,6 @@ void PrintTo(const Layout& l, std::ostream* os) { *os << l.name; }
 
 std::string LayoutName(const ::testing::TestParamInfo<Layout>& info) { return info.param.name; }
 
-std::string Pattern(size_t size, unsigned seed) {
-  std::string s(size, '\0');
-  uint32_t x = seed * 2654435761u + 1;
-  for (size_t i = 0; i < size; ++i) {
-    x = x * 1103515245u + 12345u;
-    s[i] = static_cast<char>('a' + (x >> 16) % 26);
-  }
-  return s;
-}
-
 class PosixTest : public MountTest, public ::testing::WithParamInterface<Layout> {
  protected:
   void SetUp() override { ASSERT_TRUE(StartMount(Args())); }
