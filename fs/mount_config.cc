@@ -11,8 +11,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -158,11 +160,27 @@ std::string_view to_string(WriteMode m) {
 }
 
 ConfigFileSettings read_config_file(const std::string& path) {
+  std::string text;
+  {
+    errno = 0;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      throw UsageError::make("--config '{}': {}", path, std::strerror(errno ? errno : ENOENT));
+    }
+    std::ostringstream all;
+    all << in.rdbuf();
+    if (in.bad()) {
+      throw UsageError::make("--config '{}': {}", path, std::strerror(errno ? errno : EIO));
+    }
+    text = std::move(all).str();
+  }
+  return parse_config_yaml(text, path);
+}
+
+ConfigFileSettings parse_config_yaml(const std::string& text, const std::string& path) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw UsageError::make("--config '{}': {}", path, std::strerror(errno ? errno : ENOENT));
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     throw UsageError::make("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg);
   }

@@ -10,6 +10,8 @@ PKGS=(
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcurl4-openssl-dev
   # tests (remote: nginx as a WebDAV store, node for s3rver, openssl for htpasswd)
   attr python3 bubblewrap nginx nodejs openssl
+  # fuzzing (scripts/fuzz.sh): clang with libFuzzer; faults tests: losetup, mkfs.ext4
+  clang-14 libclang-rt-14-dev mount e2fsprogs
   # launch examples (examples/): ccache for the C example
   ccache curl
   # benchmarks (peers to compare against)
