@@ -306,6 +306,10 @@ int Store::adopt(int fd, const ObjectKey& key) const {
 }
 
 int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) const {
+  // The name's current file may have been fsync'ed by its writer; what takes its
+  // place must be on disk first, or a power cut after the exchange reached the
+  // journal could leave the name on unwritten blocks.
+  if (::fdatasync(fd) != 0) return errno;
   std::string tmp;
   if (int err = link_tmp(fd, tmp)) return err;
   if (::renameat2(tmp_.get(), tmp.c_str(), dirfd, name, RENAME_EXCHANGE) != 0) {

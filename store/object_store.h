@@ -102,6 +102,9 @@ class Store {
   // the inode behind `fd` (an object, or a private copy made by private_copy), in
   // one atomic exchange. ESTALE when the name holds something else by then (left
   // as it was); EXDEV when the directory is not on the store's filesystem.
+  // The inode's data is made durable (fdatasync) before the exchange: a name
+  // whose own file was fsync'ed must not come back from a power cut pointing at
+  // an inode whose bytes never reached the disk.
   int replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) const;
 
   // An unlinked copy of the first `len` bytes of `src` with the mode, owner and
