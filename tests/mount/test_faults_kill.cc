@@ -181,7 +181,7 @@ TEST_F(FaultTest, KillDuringImportLosesNothing) {
     }
     const pid_t pid = Spawn({CACHECTL_BINARY, "--cache-dir=" + Backing(0), "import"},
                             temp_.Path("logs/import.log"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(RandomMs(5, 300)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(RandomMs(2, 80)));
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == 0) {  // still running: kill it mid-run
       ++killed_mid_run;
@@ -191,7 +191,9 @@ TEST_F(FaultTest, KillDuringImportLosesNothing) {
     for (const auto& [rel, want] : files) {
       ASSERT_TRUE(ReadFile(InBacking(0, rel)) == want) << rel;
     }
-    ExpectVerifyClean("after kill -9 of import");
+    // Killed before it made the store, there is nothing to verify (the mount
+    // below makes it; a layout without its marker is finished then).
+    if (Exists(InBacking(0, ".cachefs/cachefs-store"))) ExpectVerifyClean("after kill -9 of import");
     ASSERT_TRUE(mounts_.empty() ? StartMount(DedupArgs()) : mount().Start());
     EXPECT_EQ(ReadFile(Mnt("d3/f5")), files["d3/f5"]);
     ASSERT_TRUE(mount().Stop());
