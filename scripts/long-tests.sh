@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long reliability suite: the same tests CI runs (labels faults, load,
 # hostile, and the fuzzers), with more trials, longer load and longer fuzzing.
-#   scripts/long-tests.sh            (about an hour on 2 cores)
+#   scripts/long-tests.sh            (about 25 minutes on 2 cores, 15 of them fuzzing)
 # Every size can be overridden from the environment:
 #   CACHEFS_FAULT_TRIALS   kill -9 trials per kind (untar, dedup, import)   CI 5,      here 50
 #   CACHEFS_LOAD_SECONDS   writers/readers run, per mount layout            CI 4,      here 60
