@@ -299,6 +299,20 @@ double Json::number() const {
   return std::get<double>(v_);
 }
 
+std::optional<uint64_t> Json::as_uint() const {
+  if (auto* u = std::get_if<uint64_t>(&v_)) return *u;
+  if (auto* i = std::get_if<int64_t>(&v_)) {
+    if (*i < 0) return std::nullopt;
+    return static_cast<uint64_t>(*i);
+  }
+  if (auto* d = std::get_if<double>(&v_)) {
+    // 2^64 is exactly representable; every double below it converts.
+    if (!(*d >= 0.0) || !(*d < 18446744073709551616.0) || std::trunc(*d) != *d) return std::nullopt;
+    return static_cast<uint64_t>(*d);
+  }
+  return std::nullopt;
+}
+
 std::string Json::scalar_text() const {
   if (is_string()) return str();
   return dump();

@@ -59,6 +59,10 @@ class Json {
   const Array& items() const { return std::get<Array>(v_); }
   const std::string& str() const { return std::get<std::string>(v_); }
   double number() const;
+  // A number that is a whole value in uint64_t's range (1e3 is, -1, 1.5 and
+  // 1e30 are not): std::nullopt otherwise. For counts and sizes from untrusted
+  // text, where a cast of number() would be undefined for out-of-range values.
+  std::optional<uint64_t> as_uint() const;
   bool boolean() const { return std::get<bool>(v_); }
 
   // Compact (indent < 0) or pretty (indent spaces per level) text.

@@ -11,8 +11,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -120,6 +122,12 @@ std::string scalar(const std::string& path, const YAML::Node& n, std::string_vie
   return n.as<std::string>();
 }
 
+// A mapping key: YAML allows any node there; the config file only plain strings.
+std::string key_of(const std::string& path, const YAML::Node& n) {
+  if (!n.IsScalar()) throw UsageError::make("{}: a key must be a plain string", node_where(path, n));
+  return n.as<std::string>();
+}
+
 std::string canonical_dir(const std::string& dir, std::string_view what) {
   char buf[PATH_MAX];
   if (::realpath(dir.c_str(), buf) == nullptr) {
@@ -152,11 +160,27 @@ std::string_view to_string(WriteMode m) {
 }
 
 ConfigFileSettings read_config_file(const std::string& path) {
+  std::string text;
+  {
+    errno = 0;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      throw UsageError::make("--config '{}': {}", path, std::strerror(errno ? errno : ENOENT));
+    }
+    std::ostringstream all;
+    all << in.rdbuf();
+    if (in.bad()) {
+      throw UsageError::make("--config '{}': {}", path, std::strerror(errno ? errno : EIO));
+    }
+    text = std::move(all).str();
+  }
+  return parse_config_yaml(text, path);
+}
+
+ConfigFileSettings parse_config_yaml(const std::string& text, const std::string& path) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw UsageError::make("--config '{}': {}", path, std::strerror(errno ? errno : ENOENT));
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     throw UsageError::make("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg);
   }
@@ -165,7 +189,7 @@ ConfigFileSettings read_config_file(const std::string& path) {
   if (!root.IsMap())
     throw UsageError::make("{}: the config file must be a mapping", node_where(path, root));
   for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
+    const std::string key = key_of(path, kv.first);
     const YAML::Node& v = kv.second;
     if (key == "cache-directory") {
       s.cache_directory = scalar(path, v, key);
@@ -186,7 +210,7 @@ ConfigFileSettings read_config_file(const std::string& path) {
         RouteSpec spec;
         bool have_dir = false;
         for (const auto& f : r) {
-          const std::string fk = f.first.as<std::string>();
+          const std::string fk = key_of(path, f.first);
           if (fk == "directory") {
             spec.directory = scalar(path, f.second, "directory");
             have_dir = true;

@@ -60,6 +60,9 @@ struct ConfigFileSettings {
   std::string store;
 };
 ConfigFileSettings read_config_file(const std::string& path);
+// The same from YAML text; `path` only names the source in messages. The text is
+// untrusted input (tests/fuzz/fuzz_route_config.cc): anything wrong is a UsageError.
+ConfigFileSettings parse_config_yaml(const std::string& text, const std::string& path);
 
 // The route settings as given on a command line (empty: not given), and what they
 // come to after merging flag > --config file > CACHEFS_* environment. Shared by

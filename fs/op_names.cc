@@ -173,10 +173,16 @@ void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   int err = 0;
   for (BranchIndex b : targets) {
     FdLease pfd = fs.dir_fd(parent, b, false, err);
+    // The inode itself, to give a deduplicated file's space back (below).
+    UniqueFd victim;
+    if (pfd && fs.dedup_on(b)) victim.reset(::openat(pfd.get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (!pfd || ::unlinkat(pfd.get(), name, 0) != 0) {
       if (pfd) err = errno;
       break;
     }
+    // Its object, if the store's name is all that is left of it: deleting a file
+    // frees its space now, not at the next `cachectl gc`.
+    if (victim) fs.store().drop_if_unused(victim.get());
   }
   if (!err) {
     Filesystem::changed(parent);

@@ -17,6 +17,8 @@ PKGS=(
   # busybox (busybox-static, above), cpio to inspect initramfs images, xz for
   # fetch-kernel's vmlinux
   qemu-system-x86 cpio xz-utils
+  # fuzzing (scripts/fuzz.sh): clang with libFuzzer; faults tests: losetup, mkfs.ext4
+  clang-14 libclang-rt-14-dev mount e2fsprogs
   # launch examples (examples/): ccache for the C example
   ccache curl
   # benchmarks (peers to compare against)

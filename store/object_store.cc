@@ -306,6 +306,10 @@ int Store::adopt(int fd, const ObjectKey& key) const {
 }
 
 int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) const {
+  // The name's current file may have been fsync'ed by its writer; what takes its
+  // place must be on disk first, or a power cut after the exchange reached the
+  // journal could leave the name on unwritten blocks.
+  if (::fdatasync(fd) != 0) return errno;
   std::string tmp;
   if (int err = link_tmp(fd, tmp)) return err;
   if (::renameat2(tmp_.get(), tmp.c_str(), dirfd, name, RENAME_EXCHANGE) != 0) {
@@ -323,6 +327,27 @@ int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) co
   }
   ::unlinkat(tmp_.get(), tmp.c_str(), 0);
   return 0;
+}
+
+void Store::drop_if_unused(int fd) const {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_dev != dev_) return;
+  char buf[128];
+  ssize_t n = ::fgetxattr(fd, kObjectXattr, buf, sizeof buf);
+  if (n < 0 && errno == EBADF) n = ::getxattr(proc_path(fd).c_str(), kObjectXattr, buf, sizeof buf);
+  if (n <= 0) return;
+  const std::string name(buf, static_cast<size_t>(n));
+  const auto key = ObjectKey::parse(name);
+  if (!key) return;
+  const std::string rel = key->fanout() + "/" + name;
+  // Only if that name is this very inode (the mark is the daemon's; the name could
+  // have been removed and stored again by now).
+  struct stat obj {};
+  if (::fstatat(objects_.get(), rel.c_str(), &obj, AT_SYMLINK_NOFOLLOW) != 0 ||
+      obj.st_dev != st.st_dev || obj.st_ino != st.st_ino || obj.st_nlink != 1) {
+    return;
+  }
+  ::unlinkat(objects_.get(), rel.c_str(), 0);
 }
 
 UniqueFd Store::private_copy(int dirfd, int src, const struct stat& st, uint64_t len, int& err) {

@@ -102,7 +102,16 @@ class Store {
   // the inode behind `fd` (an object, or a private copy made by private_copy), in
   // one atomic exchange. ESTALE when the name holds something else by then (left
   // as it was); EXDEV when the directory is not on the store's filesystem.
+  // The inode's data is made durable (fdatasync) before the exchange: a name
+  // whose own file was fsync'ed must not come back from a power cut pointing at
+  // an inode whose bytes never reached the disk.
   int replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) const;
+
+  // Called after a path of the inode behind `fd` was removed: if that inode is
+  // an object and the object's own name is now its last one (what `cachectl gc`
+  // would remove), removes it, so deleting a file frees its space at once — on
+  // a full disk, that is what the user deleted it for. Best effort, never fails.
+  void drop_if_unused(int fd) const;
 
   // An unlinked copy of the first `len` bytes of `src` with the mode, owner and
   // times of `st`, on the filesystem of directory `dirfd`: what a write to a

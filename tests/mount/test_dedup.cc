@@ -236,7 +236,10 @@ TEST_F(DedupTest, AHashCollisionNeverMergesDifferentBytes) {
   for (int i = 0; i < 500 && Counter(Stats(), "dedup_collisions") == 0; ++i) {
     std::this_thread::sleep_for(10ms);
   }
-  EXPECT_EQ(Counter(Stats(), "dedup_collisions"), 1u) << Stats();
+  // At least once: the kernel may write back two's mtime after the first look
+  // (write-back cache), which queues it again and counts the collision again.
+  EXPECT_GE(Counter(Stats(), "dedup_collisions"), 1u) << Stats();
+  EXPECT_LE(Counter(Stats(), "dedup_collisions"), 3u) << Stats();
   EXPECT_NE(Lstat(InBacking(0, "two")).st_ino, Lstat(InBacking(0, "one")).st_ino);
   EXPECT_EQ(ReadFile(Mnt("two")), two);
   EXPECT_EQ(ReadFile(Mnt("one")), one);

@@ -213,6 +213,14 @@ TEST(ConfigFile, ErrorsNameFileLineAndField) {
   std::ofstream(t / "d.yaml") << "routes:\n  - regex: x\n";
   EXPECT_EQ(error_of({"--config", t / "d.yaml", "/mnt"}),
             t / "d.yaml" + ":2:5: route without a 'directory'");
+  // Keys that are not strings (found by tests/fuzz/fuzz_route_config): a one-line
+  // error, not an uncaught yaml-cpp exception.
+  std::ofstream(t / "e.yaml") << "[cache-directory]: /d\n";
+  EXPECT_EQ(error_of({"--config", t / "e.yaml", "/mnt"}),
+            t / "e.yaml" + ":1:1: a key must be a plain string");
+  std::ofstream(t / "f.yaml") << "routes:\n  - {directory: /a, {regex: x}: y}\n";
+  EXPECT_EQ(error_of({"--config", t / "f.yaml", "/mnt"}),
+            t / "f.yaml" + ":2:21: a key must be a plain string");
   EXPECT_EQ(error_of({"--config", t / "missing.yaml", "/mnt"}),
             "--config '" + t / "missing.yaml" + "': No such file or directory");
 }
