@@ -23,6 +23,8 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 LAUNCH=${LAUNCH_BIN:-$REPO/build/launcher/launch}
 RUNS=10
 HELLO_RUNS=3
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 
 usage() {
   cat <<EOF2
@@ -32,19 +34,7 @@ usage: bash bench/launch.sh [options]
   --launch PATH    the launch binary (default \$LAUNCH_BIN or build/launcher/launch)
 EOF2
 }
-while [ $# -gt 0 ]; do
-  case $1 in
-    --runs) RUNS=$2; shift ;;
-    --runs=*) RUNS=${1#*=} ;;
-    --hello-runs) HELLO_RUNS=$2; shift ;;
-    --hello-runs=*) HELLO_RUNS=${1#*=} ;;
-    --launch) LAUNCH=$2; shift ;;
-    --launch=*) LAUNCH=${1#*=} ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "launch.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-  esac
-  shift
-done
+bench_parse_args --runs RUNS --hello-runs HELLO_RUNS --launch LAUNCH -- "$@"
 
 [ "$(id -u)" = 0 ] || { echo "launch.sh: must run as root" >&2; exit 2; }
 [ -x "$LAUNCH" ] || { echo "launch.sh: no launch binary at $LAUNCH (ninja -C build launch, or --launch PATH)" >&2; exit 2; }
@@ -74,11 +64,6 @@ elapsed() {
   local t1=$EPOCHREALTIME
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
 }
-median() {
-  printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", (b > 0 ? a / b : 0) }'; }
-diff_s() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'; }
 
 cat >"$TMP/true.yaml" <<'EOF2'
 package:
@@ -112,7 +97,7 @@ for ((i = 1; i <= RUNS; i++)); do
 done
 b=$(median "${bwrap_t[@]}")
 l=$(median "${launch_t[@]}")
-d=$(diff_s "$l" "$b")
+d=$(sub "$l" "$b")
 verdict=$(awk -v d="$d" 'BEGIN { print (d <= 0.3 ? "within the 0.3 s aim" : "over the 0.3 s aim") }')
 echo "overhead, one-step pipeline (runs: true), median of $RUNS:"
 printf '  %-50s %8.3f s\n' "bwrap --ro-bind / / --dev /dev --proc /proc true" "$b"

@@ -15,6 +15,7 @@
 #include "tools/commands.h"
 #include "tools/progress.h"
 #include "tools/scan.h"
+#include "tools/walk.h"
 #include "common/units.h"
 
 namespace cachefs::tools {
@@ -51,15 +52,6 @@ std::string when(const timespec& t) {
   ::localtime_r(&t.tv_sec, &tm);
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
   return buf;
-}
-
-std::string dirname_of(const std::string& rel) {
-  const size_t slash = rel.rfind('/');
-  return slash == std::string::npos ? "" : rel.substr(0, slash);
-}
-std::string basename_of(const std::string& rel) {
-  const size_t slash = rel.rfind('/');
-  return slash == std::string::npos ? rel : rel.substr(slash + 1);
 }
 
 enum class Outcome { kFreed, kPathsOnly, kInUse, kFailed };
@@ -124,8 +116,8 @@ int cmd_evict(const Context& ctx, const EvictArgs& args) {
   auto evict = [&](const Inode& n) -> Outcome {
     bool all_paths = true;
     for (const PathRef& p : n.paths) {
-      UniqueFd dir = open_beneath(roots[p.branch].dir->fd.get(), dirname_of(p.rel));
-      const std::string base = basename_of(p.rel);
+      UniqueFd dir = open_beneath(roots[p.branch].dir->fd.get(), parent_of(p.rel));
+      const std::string base = name_of(p.rel);
       struct stat st {};
       if (!dir || ::fstatat(dir.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
         continue;  // gone already

@@ -115,15 +115,6 @@ class TreeSource : public Source {
   ScannedTree tree_;
 };
 
-std::string parent_of(const std::string& rel) {
-  const size_t s = rel.rfind('/');
-  return s == std::string::npos ? "" : rel.substr(0, s);
-}
-std::string name_of(const std::string& rel) {
-  const size_t s = rel.rfind('/');
-  return s == std::string::npos ? rel : rel.substr(s + 1);
-}
-
 // The directory `rel` of the cache, opened beneath the root without following
 // links; the last one is kept, as entries come sorted.
 class DirCache {

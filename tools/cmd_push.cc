@@ -38,15 +38,6 @@ bool unchanged(const struct stat& a, const struct stat& b) {
          a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
 }
 
-std::string parent_of(const std::string& rel) {
-  const size_t s = rel.rfind('/');
-  return s == std::string::npos ? "" : rel.substr(0, s);
-}
-std::string name_of(const std::string& rel) {
-  const size_t s = rel.rfind('/');
-  return s == std::string::npos ? rel : rel.substr(s + 1);
-}
-
 }  // namespace
 
 int cmd_push(const Context& ctx, const RemoteArgs& a, const GetEnv& getenv) {

@@ -111,4 +111,14 @@ UniqueFd open_beneath(int rootfd, const std::string& rel) {
   return cur;
 }
 
+std::string parent_of(const std::string& rel) {
+  const size_t s = rel.rfind('/');
+  return s == std::string::npos ? "" : rel.substr(0, s);
+}
+
+std::string name_of(const std::string& rel) {
+  const size_t s = rel.rfind('/');
+  return s == std::string::npos ? rel : rel.substr(s + 1);
+}
+
 }  // namespace cachefs::tools

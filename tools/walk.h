@@ -58,4 +58,9 @@ void walk(const std::shared_ptr<Dir>& root, const WalkOptions& opt,
 // path no longer leads to a directory.
 UniqueFd open_beneath(int rootfd, const std::string& rel);
 
+// The two halves of such a path for open_beneath and an *at call: the directory
+// ("" for an entry of the root) and the last name.
+std::string parent_of(const std::string& rel);
+std::string name_of(const std::string& rel);
+
 }  // namespace cachefs::tools

@@ -1,6 +1,7 @@
 // The launch tests' fixture: runs the real launch binary in a test directory of
 // its own (its own TMPDIR) and checks from the outside that nothing — mount,
-// work directory — is left behind. Shared by test_launch*.cc.
+// work directory — is left behind. Shared by test_launch*.cc; run_launch,
+// LaunchRun and slurp by the qemu tests too.
 #pragma once
 
 #include <fcntl.h>
@@ -31,6 +32,38 @@ struct LaunchRun {
   std::string out;  // stdout and stderr
   int code() const { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 };
+
+inline std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs LAUNCH_BINARY with `args` in `dir`, its stdout and stderr to the file
+// `out`, and waits for it. With `on_start`, called with the pid once started
+// (for signals).
+inline LaunchRun run_launch(std::vector<std::string> args, const std::string& dir, const std::string& out,
+                            const std::function<void(pid_t)>& on_start = nullptr) {
+  args.insert(args.begin(), LAUNCH_BINARY);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::chdir(dir.c_str());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  if (on_start) on_start(pid);
+  LaunchRun r;
+  ::waitpid(pid, &r.status, 0);
+  r.out = slurp(out);
+  return r;
+}
 
 // launch's work directories under `dir` (each test gives launch its own TMPDIR,
 // so tests running in parallel never see each other's).
@@ -184,37 +217,12 @@ class LaunchTest : public ::testing::Test {
     std::ofstream(p) << text;
     return p;
   }
-  static std::string slurp(const std::string& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  // Runs launch with `args`; output captured. With `on_start`, called with the pid
-  // once started (for signals).
-  // Output goes to `out_name` in the test's directory (several runs at once
-  // need several).
+  // Runs launch with `args` in the test's directory; output captured. With
+  // `on_start`, called with the pid once started (for signals). Output goes to
+  // `out_name` in the test's directory (several runs at once need several).
   LaunchRun launch(std::vector<std::string> args, const std::function<void(pid_t)>& on_start = nullptr,
                    const std::string& out_name = "launch.out") {
-    const std::string out = root_ + "/" + out_name;
-    args.insert(args.begin(), LAUNCH_BINARY);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::chdir(root_.c_str());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    if (on_start) on_start(pid);
-    LaunchRun r;
-    ::waitpid(pid, &r.status, 0);
-    r.out = slurp(out);
-    return r;
+    return run_launch(std::move(args), root_, root_ + "/" + out_name, on_start);
   }
   std::vector<std::string> base(const std::string& file) {
     return {"build", file, "--cache-dir", root_ + "/cache", "--out-dir", root_ + "/out",

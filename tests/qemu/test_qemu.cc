@@ -3,30 +3,22 @@
 // reached the cache directory, and that no VM, virtiofsd, cachefs daemon,
 // mount or work directory outlives launch, however it ends.
 #include <dirent.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <sstream>
 #include <thread>
 
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
+#include "tests/launch/launch_fixture.h"
 
 namespace {
 
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using launch_test::LaunchRun;
+using launch_test::slurp;
 
 // The kernel the fixture test fetched: <KERNEL_DIR>/<version>/boot/vmlinuz-<version>.
 std::string test_kernel() {
@@ -62,12 +54,6 @@ std::vector<std::string> processes_mentioning(const std::string& s) {
 bool mounted_under(const std::string& prefix) {
   return slurp("/proc/self/mountinfo").find(prefix) != std::string::npos;
 }
-
-struct LaunchRun {
-  int status = -1;
-  std::string out;
-  int code() const { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
-};
 
 class QemuTest : public ::testing::Test {
  protected:
@@ -123,25 +109,7 @@ class QemuTest : public ::testing::Test {
   }
   LaunchRun launch(std::vector<std::string> args,
                    const std::function<void(pid_t)>& on_start = nullptr) {
-    const std::string out = root_ + "/launch.out";
-    args.insert(args.begin(), LAUNCH_BINARY);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::chdir(root_.c_str());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    if (on_start) on_start(pid);
-    LaunchRun r;
-    ::waitpid(pid, &r.status, 0);
-    r.out = slurp(out);
-    return r;
+    return launch_test::run_launch(std::move(args), root_, root_ + "/launch.out", on_start);
   }
   std::string root_, kernel_;
 };
