@@ -146,7 +146,8 @@ uint64_t Filesystem::object_path_ino(Node* parent, BranchIndex b, std::string_vi
   return XXH3_64bits_withSeed(name.data(), name.size(), seed) | (1ULL << 63);
 }
 
-int Filesystem::begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep) {
+int Filesystem::begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep,
+                            const std::function<bool()>* no_change) {
   for (;;) {
     std::shared_lock shared(io_mutex(n));
     auto f = n->backing();
@@ -162,6 +163,7 @@ int Filesystem::begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep
     }
     shared.unlock();
     std::unique_lock exclusive(io_mutex(n));
+    if (no_change != nullptr && f->object && (*no_change)()) return kNoChange;
     // Discard mode copies a lower file up (whether or not it is a shared
     // object: the lower layer is never written); passthrough breaks the share.
     if (int err = f->lower ? copy_up(n, keep) : break_shared(n, keep)) return err;

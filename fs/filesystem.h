@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -178,7 +179,12 @@ class Filesystem {
   // Makes `n`'s backing private — a shared object is first replaced, for this path
   // only, by a copy of its first `keep` bytes — and holds it so until `w` goes.
   // With `need_fd`, w.fd is a read-write descriptor on it. Returns 0 or an errno.
-  int begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep = UINT64_MAX);
+  // `no_change`, when given, is asked again under the exclusive lock before a
+  // shared object is broken: a change it finds to be none (dedup may have made
+  // the file an object since the caller looked) returns kNoChange instead.
+  int begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep = UINT64_MAX,
+                  const std::function<bool()>* no_change = nullptr);
+  static constexpr int kNoChange = -1;
   // A change was made to `n` through the mount (call while holding its
   // WriteAccess): dedup looks at it again once it has stayed unchanged a while.
   void written(Node* n);

@@ -180,10 +180,23 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
   } else {
     struct stat st {};
     WriteAccess w;
+    // Dedup may make the file an object between the check above and here: the
+    // check is made again before a copy is made.
+    const std::function<bool()> no_change = [&] { return unchanged_object(fs, n, *attr, to_set); };
     // A truncation keeps only what survives it when a shared file is copied.
     err = fs.begin_write(n, w, false,
                          (to_set & FUSE_SET_ATTR_SIZE) ? static_cast<uint64_t>(attr->st_size)
-                                                       : UINT64_MAX);
+                                                       : UINT64_MAX,
+                         &no_change);
+    if (err == Filesystem::kNoChange) {
+      struct stat out {};
+      if ((err = fs.getattr(n, out)) != 0) {
+        fuse_reply_err(req, err);
+      } else {
+        fuse_reply_attr(req, &out, fs.config().attr_timeout);
+      }
+      return;
+    }
     const auto f = w.backing;
     FdLease p = err ? FdLease() : fs.path_fd(n, *f, err);
     if (p && ::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
