@@ -14,47 +14,13 @@
 #include <cstdlib>
 #include <thread>
 
-#include "mount_fixture.h"
+#include "reliability_util.h"
 #include "store/object_store.h"
 
 namespace cachefs_test {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string Bytes(size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
-  for (char& c : s) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
-
-struct stat Lstat(const std::string& p) {
-  struct stat st {};
-  ::lstat(p.c_str(), &st);
-  return st;
-}
-
-// A size-limited tmpfs over `dir` for the test's lifetime.
-class ScopedTmpfs {
- public:
-  ScopedTmpfs(std::string dir, const char* size) : dir_(std::move(dir)) {
-    ok_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, (std::string("size=") + size).c_str()) == 0;
-  }
-  ~ScopedTmpfs() {
-    if (ok_) ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  bool ok() const { return ok_; }
-
- private:
-  std::string dir_;
-  bool ok_ = false;
-};
 
 class DedupTest : public MountTest {
  protected:
