@@ -391,7 +391,6 @@ void Filesystem::finish_discard() {
   } else {
     spdlog::info("discard mode: {}; discarded", what);
   }
-  spdlog::info("discarded: {}", d.dump());
   upper_layer_->finish();
 }
 

@@ -163,6 +163,7 @@ TEST_F(DiscardTest, ChangesToLowerFilesAreVisibleAndTheBackingStaysAsItWas) {
   const std::string log = mount().Log();
   EXPECT_NE(log.find("discard mode: "), std::string::npos) << log;
   EXPECT_NE(log.find("changed"), std::string::npos) << log;
+  EXPECT_NE(log.find("\"discard\":{\"upper\""), std::string::npos) << log;  // and as JSON
   // Nothing is left of the upper layer.
   EXPECT_EQ(CountEntries(Uppers()), 0u);
 }
