@@ -216,6 +216,7 @@ class Filesystem {
   // Set by init: the kernel lets us decline OPEN once and never sends it again.
   bool no_open = false;
   bool no_opendir = false;
+  bool writeback = false;  // the kernel's write-back cache is on
   int64_t fd_budget = 0;
 
  private:

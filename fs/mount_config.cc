@@ -41,7 +41,8 @@ constexpr std::array<std::string_view, 17> kValueKeys = {"cache_directory",
                                                          "dedup",
                                                          "dedup_delay",
                                                          "upper"};
-constexpr std::array<std::string_view, 2> kBoolKeys = {"no_writeback_cache", "keep_upper"};
+constexpr std::array<std::string_view, 3> kBoolKeys = {"writeback_cache", "no_writeback_cache",
+                                                       "keep_upper"};
 
 // Mount options libfuse hands to the kernel (or handles itself).
 constexpr std::array<std::string_view, 26> kFuseKeys = {
@@ -349,8 +350,10 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
                  "seconds a file must go unchanged before it is deduplicated (default 1)")
       ->multi_option_policy(last)
       ->check(CLI::Range(0.0, 86400.0));
-  bool no_writeback = false;
-  app.add_flag("--no-writeback-cache", no_writeback, "write through instead of kernel write-back");
+  bool writeback = false, no_writeback = false;
+  app.add_flag("--writeback-cache", writeback,
+               "let the kernel's page cache gather writes (default: write through)");
+  app.add_flag("--no-writeback-cache", no_writeback, "write through (the default)");
   app.add_flag("-f,--foreground", out.foreground, "stay in the foreground");
   app.add_flag("-d,--debug", out.debug, "log every request (implies -f)");
   app.add_option("[SOURCE] MOUNTPOINT", positionals,
@@ -382,7 +385,9 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   out.mountpoint = positionals.back();
   if (positionals.size() == 2) source = positionals.front();
   if (out.debug) out.foreground = true;
-  out.writeback_cache = !no_writeback;
+  if (writeback && no_writeback)
+    throw UsageError("--writeback-cache and --no-writeback-cache contradict each other");
+  out.writeback_cache = writeback;
   if (!log_level.empty())
     out.log_level = parse_log_level(log_level);
   else if (out.debug)

@@ -141,12 +141,18 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
 
 void flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   // Writes reach the backing file synchronously, and the kernel has written back
-  // the file's dirty pages before it sends this; nothing is left to do. It must
-  // still be answered, never declined with ENOSYS: once FLUSH is declined, a
-  // close() whose write-back failed because the daemon died returns 0 (seen on
-  // 6.18) and a build believes data is on disk that never reached it. A FLUSH
-  // that cannot be delivered makes close() fail instead.
-  fuse_reply_err(req, 0);
+  // the file's dirty pages before it sends this; nothing is left to do.
+  //
+  // With the kernel's write-back cache it must still be answered, never declined
+  // with ENOSYS: once FLUSH is declined, a close() whose write-back failed because
+  // the daemon died returns 0 (seen on 6.18) and a build believes data is on disk
+  // that never reached it. A FLUSH that cannot be delivered makes close() fail.
+  //
+  // Without it every write() is a WRITE answered before the call returns, so
+  // close() has nothing left to report and the request is pure cost: one round
+  // trip per close, the only one a warm read of a cached file makes. Declined
+  // once, the kernel never sends it again.
+  fuse_reply_err(req, fs_of(req).writeback ? 0 : ENOSYS);
 }
 
 void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {

@@ -38,6 +38,7 @@ void init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ATOMIC_O_TRUNC, false);
   // The daemon writes as root, which keeps set-id bits: let the kernel clear them.
   want(FUSE_CAP_HANDLE_KILLPRIV, false);
+  fs.writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
   fs.no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
   fs.no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   conn->time_gran = 1;

@@ -183,6 +183,12 @@ TEST_F(CachefsCli, DedupDelayMustBeANonNegativeNumber) {
   expect_error({"--cache-directory", cache(), "--dedup-delay", "-1", mnt()}, "--dedup-delay");
   expect_error({"--cache-directory", cache(), "--dedup-delay", "soon", mnt()}, "--dedup-delay");
 }
+TEST_F(CachefsCli, WritebackCacheFlagsMustNotContradict) {
+  expect_error({"--cache-directory", cache(), "--writeback-cache", "--no-writeback-cache", mnt()},
+               "--writeback-cache and --no-writeback-cache contradict each other");
+  expect_error({"--cache-directory", cache(), "-o", "writeback_cache,no_writeback_cache", mnt()},
+               "contradict");
+}
 TEST_F(CachefsCli, StoreThatIsNotAStoreIsRefusedAndLeftAlone) {
   fs::create_directories(dir_ + "/notstore");
   std::ofstream(dir_ + "/notstore/precious") << "keep me";

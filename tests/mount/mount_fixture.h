@@ -121,6 +121,7 @@ class CachefsProcess {
   // waitpid status of the last exit.
   int last_status() const { return last_status_; }
   std::string Log() const;
+  const std::string& log_path() const { return log_path_; }
 
  private:
   // Waits up to timeout_ms for the child to exit; true when reaped.

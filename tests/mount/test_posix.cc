@@ -28,12 +28,15 @@ struct Layout {
   const char* suffix;  // appended to every file name
   int landing;         // backing directory those files land in
   bool discard = false;  // discard mode: they land in the upper layer (kept at unmount)
+  bool writeback = false;  // --writeback-cache (the kernel gathers writes; default: write through)
 };
 
 const Layout kSingle{"Single", false, "", 0};
 const Layout kRouted{"Routed", true, ".one", 1};
 const Layout kDiscard{"Discard", false, "", 0, true};
 const Layout kDiscardRouted{"DiscardRouted", true, ".one", 1, true};
+const Layout kWriteback{"Writeback", false, "", 0, false, true};
+const Layout kWritebackRouted{"WritebackRouted", true, ".one", 1, false, true};
 
 void PrintTo(const Layout& l, std::ostream* os) { *os << l.name; }
 
@@ -48,6 +51,7 @@ class PosixTest : public MountTest, public ::testing::WithParamInterface<Layout>
     if (GetParam().discard) {
       a.insert(a.end(), {"--write-mode", "discard", "--upper", temp_.Path("upper"), "--keep-upper"});
     }
+    if (GetParam().writeback) a.push_back("--writeback-cache");
     return a;
   }
   // A file name as the layout spells it.
@@ -740,7 +744,9 @@ TEST_P(PosixTest, SurvivesDaemonRestart) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, PosixTest,
-                         ::testing::Values(kSingle, kRouted, kDiscard, kDiscardRouted), LayoutName);
+                         ::testing::Values(kSingle, kRouted, kDiscard, kDiscardRouted, kWriteback,
+                                           kWritebackRouted),
+                         LayoutName);
 
 // ---------------------------------------------------------------------------
 // readonly mode

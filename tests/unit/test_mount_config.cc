@@ -127,6 +127,13 @@ TEST(MountArgs, MountStyleSourceIsTheCacheDirectory) {
   EXPECT_EQ(cfg.mountpoint, "/mnt");
 }
 
+TEST(MountArgs, WritesGoThroughUnlessWritebackCacheIsAskedFor) {
+  EXPECT_FALSE(parse({"--cache-directory", "/d", "/mnt"}).writeback_cache);
+  EXPECT_TRUE(parse({"--cache-directory", "/d", "--writeback-cache", "/mnt"}).writeback_cache);
+  EXPECT_TRUE(parse({"/d", "/mnt", "-o", "writeback_cache"}).writeback_cache);
+  EXPECT_FALSE(parse({"/d", "/mnt", "-o", "no_writeback_cache"}).writeback_cache);
+}
+
 TEST(MountArgs, DashORoMeansReadonly) {
   EXPECT_EQ(parse({"/d", "/mnt", "-o", "ro"}).write_mode, WriteMode::kReadonly);
   EXPECT_EQ(parse({"--write-mode", "readonly", "--cache-directory", "/d", "/mnt"}).write_mode,

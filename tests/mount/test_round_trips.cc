@@ -1,0 +1,103 @@
+// What the kernel asks the daemon for, counted in the daemon's -d log: the
+// performance design (ARCHITECTURE.md, "Speed") promises that a warm read of a
+// cached file costs no request at all, and that with --writeback-cache every
+// close() is still a FLUSH the daemon answers (so close() reports a write-back
+// that could not be delivered).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "mount_fixture.h"
+
+namespace cachefs_test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class RoundTripTest : public MountTest {
+ protected:
+  ::testing::AssertionResult Mount(std::vector<std::string> extra) {
+    std::vector<std::string> args = SingleArgs();
+    args.push_back("-d");
+    args.insert(args.end(), extra.begin(), extra.end());
+    return StartMount(args);
+  }
+  size_t LogSize() {
+    struct stat st {};
+    return ::stat(mount().log_path().c_str(), &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
+  }
+  // Requests logged since byte `from` of the log, by opcode name.
+  std::map<std::string, int> RequestsSince(size_t from) {
+    std::this_thread::sleep_for(300ms);  // requests the kernel sends after close() returns
+    std::ifstream in(mount().log_path());
+    in.seekg(static_cast<std::streamoff>(from));
+    std::map<std::string, int> out;
+    static const std::regex op(R"(opcode: ([A-Z_]+) \()");
+    std::string line;
+    while (std::getline(in, line)) {
+      std::smatch m;
+      if (std::regex_search(line, m, op)) ++out[m[1]];
+    }
+    return out;
+  }
+  static std::string Describe(const std::map<std::string, int>& m) {
+    std::ostringstream s;
+    for (const auto& [k, v] : m) s << k << "=" << v << " ";
+    return m.empty() ? "(none)" : s.str();
+  }
+  // What a build's compiler does with a cached header: open, fstat, read it all, close.
+  static void ReadLikeABuild(const std::string& path, size_t times) {
+    char buf[65536];
+    for (size_t i = 0; i < times; ++i) {
+      Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      ASSERT_TRUE(fd.valid()) << ErrnoName(errno);
+      struct stat st {};
+      ASSERT_SYS_OK(::fstat(fd.get(), &st));
+      while (::read(fd.get(), buf, sizeof buf) > 0) {
+      }
+    }
+  }
+};
+
+TEST_F(RoundTripTest, AWarmReadOfACachedFileSendsNoRequest) {
+  ASSERT_TRUE(WriteFile(InBacking(0, "cached.h"), std::string(20000, 'h')));
+  ASSERT_TRUE(Mount({}));
+  // Cold: a lookup and reads; the reads mark atime stale, so the next fstat is a
+  // GETATTR. From then on the file is warm.
+  ReadLikeABuild(Mnt("cached.h"), 2);
+  const size_t mark = LogSize();
+  ReadLikeABuild(Mnt("cached.h"), 20);
+  const auto seen = RequestsSince(mark);
+  EXPECT_TRUE(seen.empty()) << "20 warm reads sent: " << Describe(seen);
+}
+
+TEST_F(RoundTripTest, WithTheWritebackCacheEveryCloseIsAnsweredFlush) {
+  ASSERT_TRUE(WriteFile(InBacking(0, "cached.h"), std::string(20000, 'h')));
+  ASSERT_TRUE(Mount({"--writeback-cache"}));
+  ReadLikeABuild(Mnt("cached.h"), 2);
+  const size_t mark = LogSize();
+  ReadLikeABuild(Mnt("cached.h"), 20);
+  const auto seen = RequestsSince(mark);
+  // Declined once, the kernel would never send FLUSH again.
+  EXPECT_EQ(seen.count("FLUSH") ? seen.at("FLUSH") : 0, 20) << Describe(seen);
+}
+
+TEST_F(RoundTripTest, AWriteReachesTheBackingFileBeforeItReturns) {
+  ASSERT_TRUE(Mount({}));
+  Fd fd(::open(Mnt("out.o").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  ASSERT_TRUE(fd.valid()) << ErrnoName(errno);
+  ASSERT_EQ(::write(fd.get(), "object code", 11), 11);
+  // Still open, never flushed or synced: the backing file already holds it, so
+  // another mount over the same directory, or a host process, sees it at once.
+  EXPECT_EQ(ReadFile(InBacking(0, "out.o")), "object code");
+}
+
+}  // namespace
+}  // namespace cachefs_test
