@@ -228,6 +228,9 @@ class Filesystem {
   bool single_device_ = true;
   std::vector<uint64_t> branch_dev_index_;
   std::mutex evict_mu_;
+  // Descriptors still open after the last eviction pass that could not reach its
+  // target (0: it did); the next pass waits until fd_budget / 8 more are open.
+  std::atomic<int64_t> evict_floor_{0};
   std::unique_ptr<store::Store> store_;
   std::vector<bool> dedup_on_;  // per branch: on the store's filesystem, passthrough, --dedup on
   std::unique_ptr<Deduper> deduper_;
