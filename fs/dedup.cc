@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/file.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -93,12 +95,19 @@ void Deduper::run() {
     lock.unlock();
     const uint64_t gen = e.node->write_gen.load(std::memory_order_acquire);
     bool requeue = false;
+    std::chrono::nanoseconds wait = delay_;
     if (gen != e.gen && !stopping_) {
       e.gen = gen;  // written since: wait until it has been quiet for a while
       requeue = true;
     } else {
       e.gen = gen;  // finish() queues it again if it is written from now on
-      requeue = !fs_.dedup_one(e.node) && ++e.attempts < 8 && !stopping_;
+      const Filesystem::DedupResult r = fs_.dedup_one(e.node);
+      requeue = r != Filesystem::DedupResult::kDone && ++e.attempts < 8 && !stopping_;
+      // Someone else is writing it (another mount, most likely, whose own dedup
+      // takes it once it is quiet there): look again, but not at once.
+      if (r == Filesystem::DedupResult::kBusy) {
+        wait = std::max<std::chrono::nanoseconds>(delay_, kBusyBackoff);
+      }
       if (requeue)
         e.gen = e.node->write_gen.load(std::memory_order_acquire);
       else
@@ -106,8 +115,11 @@ void Deduper::run() {
     }
     lock.lock();
     if (requeue) {
-      e.due = std::chrono::steady_clock::now() + delay_;
-      queue_.push_back(e);
+      e.due = std::chrono::steady_clock::now() + wait;
+      // In order of `due`: behind every entry due no later.
+      auto at = queue_.end();
+      while (at != queue_.begin() && std::prev(at)->due > e.due) --at;
+      queue_.insert(at, e);
     }
   }
 }
@@ -152,11 +164,38 @@ int Filesystem::begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep
     std::shared_lock shared(io_mutex(n));
     auto f = n->backing();
     if (!f->object && !f->lower) {
+      int err = 0;
+      FdLease fd;
       if (need_fd) {
-        int err = 0;
-        w.fd = io_fd(n, *f, true, err);
-        if (!w.fd) return err;
+        fd = io_fd(n, *f, true, err);
+        if (!fd) return err;
       }
+      if (f->regular && locks_writes_[f->branch]) {
+        // The lock is held on the descriptor written through; a change of
+        // attributes or names takes it on the data descriptor (read-only where
+        // the inode refuses writing: a running program). An inode that cannot be
+        // opened at all (mode 000, not ours) cannot be read by dedup either: the
+        // change goes ahead unlocked.
+        FdLease other = need_fd ? FdLease() : io_fd(n, *f, false, err);
+        const FdLease& d = need_fd ? fd : other;
+        std::shared_ptr<FileBacking> object;
+        if (d && !d.flocked()) {
+          if ((err = start_write_burst(n, *f, d, object)) != 0) return err;
+        }
+        if (object) {
+          // Made an object, or swapped for one, by someone else since this node
+          // looked: the node takes the object, and the next turn breaks the
+          // sharing (a private copy under this path's name) before writing.
+          other = FdLease();
+          fd = FdLease();
+          shared.unlock();
+          std::unique_lock exclusive(io_mutex(n));
+          release_write_locks(*f);
+          if (n->backing() == f) n->set_backing(std::move(object));
+          continue;
+        }
+      }
+      w.fd = std::move(fd);
       w.backing = std::move(f);
       w.lock = std::move(shared);
       return 0;
@@ -168,6 +207,87 @@ int Filesystem::begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep
     // object: the lower layer is never written); passthrough breaks the share.
     if (int err = f->lower ? copy_up(n, keep) : break_shared(n, keep)) return err;
   }
+}
+
+int Filesystem::start_write_burst(Node* n, FileBacking& f, const FdLease& d,
+                                  std::shared_ptr<FileBacking>& object) {
+  std::lock_guard burst(f.burst_mu);
+  if (d.flocked()) return 0;  // another writer started it meanwhile
+  // Blocks only while a dedup (this daemon's through another node of the inode,
+  // another daemon's, cachectl import's) holds LOCK_EX: a check and a link.
+  while (::flock(d.get(), LOCK_SH) != 0) {
+    if (errno != EINTR) return errno;
+  }
+  struct stat st {};
+  if (::fstat(d.get(), &st) != 0) {
+    const int err = errno;
+    ::flock(d.get(), LOCK_UN);
+    return err;
+  }
+  // The inode number shown stays the one shown so far when the backing changes.
+  auto keep_shown_ino = [&] {
+    uint64_t none = 0;
+    n->fixed_ino.compare_exchange_strong(none, shown_ino(f.branch, st), std::memory_order_relaxed);
+  };
+  if (store::object_name(d.get(), st, store_->dev())) {
+    // Adopted as a store object since this node looked it up.
+    object = std::make_shared<FileBacking>(f.branch, st, true);
+    char proc[64];
+    std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", d.get());
+    object->path.install(UniqueFd(::open(proc, O_PATH | O_CLOEXEC)));
+    keep_shown_ino();
+    ::flock(d.get(), LOCK_UN);
+    return 0;
+  }
+  char mark[256];
+  const ssize_t len = ::fgetxattr(d.get(), store::kReplacedXattr, mark, sizeof mark);
+  if (len >= 0) {
+    // Dedup swapped this file out of its name for an identical object. If the
+    // name still holds that object, the file lives on there: this path's
+    // changes go to it (through the private copy the next turn makes). If the
+    // name holds this very file, the dedup that marked it died before its
+    // exchange. Anything else (the name removed, or another file renamed over
+    // it since): this file is unlinked, and written as POSIX says.
+    ParentRef parent(nodes_, n);
+    int err = 0;
+    FdLease pfd = parent.get() != nullptr ? dir_fd(parent.get(), f.branch, false, err) : FdLease();
+    UniqueFd at;
+    if (pfd) at.reset(::openat(pfd.get(), parent.name().c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    struct stat now {};
+    if (at && ::fstat(at.get(), &now) == 0) {
+      if (now.st_dev == st.st_dev && now.st_ino == st.st_ino) {
+        ::fremovexattr(d.get(), store::kReplacedXattr);
+      } else if (store::object_name(at.get(), now, store_->dev()) ==
+                 std::string(mark, static_cast<size_t>(len))) {
+        object = std::make_shared<FileBacking>(f.branch, now, true);
+        object->path.install(std::move(at));
+        keep_shown_ino();
+        ::flock(d.get(), LOCK_UN);
+        return 0;
+      }
+    }
+  }
+  d.set_flocked(true);
+  return 0;
+}
+
+void Filesystem::release_write_locks(FileBacking& f) {
+  for (FdSlot* slot : {&f.rw, &f.ro}) {
+    const FdLease l = slot->lease();
+    if (l && l.flocked()) {
+      ::flock(l.get(), LOCK_UN);
+      l.set_flocked(false);
+    }
+  }
+}
+
+void Filesystem::end_write_burst(Node* n) {
+  {
+    const auto f = n->backing();
+    if (!f->rw.flocked() && !f->ro.flocked()) return;
+  }
+  std::unique_lock exclusive(io_mutex(n));
+  release_write_locks(*n->backing());
 }
 
 int Filesystem::break_shared(Node* n, uint64_t keep) {
@@ -183,6 +303,12 @@ int Filesystem::break_shared(Node* n, uint64_t keep) {
   UniqueFd copy =
       store::Store::private_copy(pfd ? pfd.get() : store_->fd(), src.get(), st, keep, err);
   if (!copy) return err;
+  // The change about to be made starts a write burst on the copy: locked before
+  // it has a name, so that nobody can take it for a quiet file.
+  const bool lock = locks_writes_[f->branch];
+  while (lock && ::flock(copy.get(), LOCK_SH) != 0) {
+    if (errno != EINTR) return errno;
+  }
   // The copy takes this path's name; if the name went (unlinked, renamed over)
   // the copy stays nameless, for whoever still has the file open.
   bool named = false;
@@ -202,7 +328,7 @@ int Filesystem::break_shared(Node* n, uint64_t keep) {
     nb->path.install(UniqueFd(::open(proc, O_PATH | O_CLOEXEC)));
     nb->path.pin();
   }
-  nb->rw.install(std::move(copy));
+  if (const FdLease rw = nb->rw.install(std::move(copy)); lock) rw.set_flocked(true);
   if (!named) nb->rw.pin();
   n->set_backing(std::move(nb));
   counters.cow_breaks.fetch_add(1, std::memory_order_relaxed);
@@ -214,45 +340,63 @@ int Filesystem::break_shared(Node* n, uint64_t keep) {
   return 0;
 }
 
-bool Filesystem::dedup_one(Node* n) {
+Filesystem::DedupResult Filesystem::dedup_one(Node* n) {
+  using R = DedupResult;
+  end_write_burst(n);  // quiet now: this daemon's own lock must not keep the file
   const auto f = n->backing();
-  if (f->object || !dedup_on_[f->branch]) return true;
+  if (f->object || !dedup_on_[f->branch]) return R::kDone;
   const uint64_t gen = n->write_gen.load(std::memory_order_acquire);
   int err = 0;
   FdLease fd = io_fd(n, *f, false, err);
   struct stat st {};
-  if (!fd || ::fstat(fd.get(), &st) != 0) return true;  // gone meanwhile
+  if (!fd || ::fstat(fd.get(), &st) != 0) return R::kDone;  // gone meanwhile
   if (store_->skip_reason(fd.get(), st) != store::Skip::kNone) {
     counters.dedup_skipped.fetch_add(1, std::memory_order_relaxed);
-    return true;
+    return R::kDone;
   }
   store::Store::Plan plan;
   err = store_->plan(fd.get(), st, plan);
   if (err == EAGAIN) {
     counters.dedup_retries.fetch_add(1, std::memory_order_relaxed);
-    return false;
+    return R::kRetry;
   }
   if (err) {
     if (err != EEXIST) spdlog::debug("dedup: {}: {}", n->name, std::strerror(err));
-    return true;
+    return R::kDone;
   }
   if (plan.collision) {
     counters.dedup_collisions.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("dedup: '{}' hashes like object {} but its bytes differ: kept apart", n->name,
                plan.key.name());
-    return true;
+    return R::kDone;
   }
 
-  // Commit, with writers held off: only if nothing changed since the hash.
+  // Commit, with writers held off: this daemon's through this node by its I/O
+  // stripe, everyone else's (another daemon, or this one through another node
+  // of the inode) by the file's write lock, which a writer mid-burst holds
+  // shared. Only if nothing changed since the hash.
   std::unique_lock exclusive(io_mutex(n));
+  if (n->backing() != f || n->write_gen.load(std::memory_order_acquire) != gen) {
+    counters.dedup_retries.fetch_add(1, std::memory_order_relaxed);
+    return R::kRetry;
+  }
+  release_write_locks(*f);  // a burst of this node's that changed nothing (none, normally)
+  const store::WriteLock lock(fd.get());
+  if (!lock.held()) {
+    if (lock.busy()) {
+      counters.dedup_busy.fetch_add(1, std::memory_order_relaxed);
+      return R::kBusy;
+    }
+    spdlog::debug("dedup: cannot lock '{}': {}", n->name, std::strerror(lock.error()));
+    return R::kDone;
+  }
   struct stat now {};
-  if (n->backing() != f || n->write_gen.load(std::memory_order_acquire) != gen ||
-      ::fstat(fd.get(), &now) != 0 || now.st_size != st.st_size ||
+  if (::fstat(fd.get(), &now) != 0 || now.st_size != st.st_size ||
       now.st_mtim.tv_nsec != st.st_mtim.tv_nsec || now.st_mtim.tv_sec != st.st_mtim.tv_sec ||
       now.st_ctim.tv_nsec != st.st_ctim.tv_nsec || now.st_ctim.tv_sec != st.st_ctim.tv_sec ||
       now.st_nlink != 1) {
     counters.dedup_retries.fetch_add(1, std::memory_order_relaxed);
-    return false;
+    return R::kRetry;
   }
   const uint64_t fixed = n->fixed_ino.load(std::memory_order_relaxed);
   const uint64_t shown = fixed != 0 ? fixed : shown_ino(f->branch, st);
@@ -260,9 +404,12 @@ bool Filesystem::dedup_one(Node* n) {
   if (plan.object) {
     ParentRef parent(nodes_, n);
     FdLease pfd = parent.get() != nullptr ? dir_fd(parent.get(), f->branch, false, err) : FdLease();
-    if (!pfd) return true;
-    err = store_->replace(pfd.get(), parent.name().c_str(), f->dev, f->ino, plan.object.get());
-    if (err) return true;  // renamed or replaced meanwhile: that name is not this file's
+    if (!pfd) return R::kDone;
+    // Marks the file it displaces, for whoever still writes it through another
+    // descriptor once the lock is gone (begin_write).
+    err = store_->replace_by_object(pfd.get(), parent.name().c_str(), fd.get(), now,
+                                    plan.object.get(), plan.key);
+    if (err) return R::kDone;  // renamed or replaced meanwhile: that name is not this file's
     struct stat ost {};
     ::fstat(plan.object.get(), &ost);
     nb = std::make_shared<FileBacking>(f->branch, ost, true);
@@ -274,10 +421,10 @@ bool Filesystem::dedup_one(Node* n) {
                                          std::memory_order_relaxed);
   } else {
     err = store_->adopt(fd.get(), plan.key);
-    if (err == EEXIST) return false;  // stored by another process just now: share it
+    if (err == EEXIST) return R::kRetry;  // stored by another process just now: share it
     if (err) {
       spdlog::debug("dedup: cannot store '{}': {}", n->name, std::strerror(err));
-      return true;
+      return R::kDone;
     }
     struct stat ost {};
     ::fstat(fd.get(), &ost);
@@ -286,7 +433,7 @@ bool Filesystem::dedup_one(Node* n) {
   }
   n->fixed_ino.store(shown, std::memory_order_relaxed);
   n->set_backing(std::move(nb));
-  return true;
+  return R::kDone;
 }
 
 std::string Filesystem::stats_json() {
@@ -316,6 +463,7 @@ std::string Filesystem::stats_json() {
       .set("dedup_skipped", c(counters.dedup_skipped))
       .set("dedup_collisions", c(counters.dedup_collisions))
       .set("dedup_retries", c(counters.dedup_retries))
+      .set("dedup_busy", c(counters.dedup_busy))
       .set("cow_breaks", c(counters.cow_breaks))
       .set("cow_bytes", c(counters.cow_bytes))
       .set("open_files", FdSlot::open_count());

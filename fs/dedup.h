@@ -38,6 +38,9 @@ class Deduper {
                          std::memory_order_relaxed);
   }
   static constexpr std::chrono::seconds kMaxDefer{30};
+  // A file another descriptor is writing (it holds the write lock) is looked at
+  // again after this, or --dedup-delay if longer.
+  static constexpr std::chrono::seconds kBusyBackoff{1};
   // Processes what is queued without waiting (for at most `budget`), drops the
   // rest, and stops the worker.
   void stop(std::chrono::seconds budget = std::chrono::seconds(20));

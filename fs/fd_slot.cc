@@ -18,6 +18,14 @@ FdLease::~FdLease() {
   if (slot_ != nullptr) slot_->release();
 }
 
+bool FdLease::flocked() const {
+  return slot_ != nullptr && slot_->flocked();
+}
+
+void FdLease::set_flocked(bool held) const {
+  if (slot_ != nullptr) slot_->set_flocked(held);
+}
+
 FdSlot::~FdSlot() {
   if (fd_ >= 0) {
     ::close(fd_);
@@ -69,6 +77,7 @@ bool FdSlot::evict() {
   }
   const int fd = fd_;
   fd_ = -1;
+  flocked_ = false;  // the close below releases it
   unlock();
   ::close(fd);
   open_count_.fetch_sub(1, std::memory_order_relaxed);
@@ -85,6 +94,19 @@ void FdSlot::retire() {
 void FdSlot::pin() {
   lock();
   pinned_ = true;
+  unlock();
+}
+
+bool FdSlot::flocked() const {
+  lock();
+  const bool f = flocked_;
+  unlock();
+  return f;
+}
+
+void FdSlot::set_flocked(bool held) {
+  lock();
+  flocked_ = held && fd_ >= 0;
   unlock();
 }
 

@@ -33,6 +33,10 @@ class FdLease {
 
   int get() const { return fd_; }
   explicit operator bool() const { return fd_ >= 0; }
+  // Whether this descriptor holds a flock(2) the daemon took on it (see
+  // FdSlot::flocked); a lease keeps the descriptor, and so the lock, open.
+  bool flocked() const;
+  void set_flocked(bool held) const;
 
  private:
   FdSlot* slot_ = nullptr;
@@ -58,6 +62,11 @@ class FdSlot {
   // Its owner is gone: unpin, and close the descriptor now unless it is in use.
   void retire();
   bool open() const;
+  // The descriptor holds a flock(2) of the daemon's: set by whoever took it,
+  // cleared when the descriptor is closed (closing the last descriptor of an
+  // open file description releases its locks, so a reopened one holds none).
+  bool flocked() const;
+  void set_flocked(bool held);
   uint64_t last_use() const { return last_use_.load(std::memory_order_relaxed); }
 
   // Descriptors held by all slots, and the budget above which callers should evict.
@@ -74,9 +83,10 @@ class FdSlot {
   void touch();
 
   mutable std::atomic<bool> locked_{false};
-  int fd_ = -1;          // guarded by locked_
-  uint32_t users_ = 0;   // guarded by locked_
-  bool pinned_ = false;  // guarded by locked_
+  int fd_ = -1;           // guarded by locked_
+  uint32_t users_ = 0;    // guarded by locked_
+  bool pinned_ = false;   // guarded by locked_
+  bool flocked_ = false;  // guarded by locked_
   std::atomic<uint64_t> last_use_{0};
   static std::atomic<int64_t> open_count_;
   static std::atomic<uint64_t> clock_;

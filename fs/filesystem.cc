@@ -62,12 +62,18 @@ Filesystem::Filesystem(const MountConfig& cfg)
   }
   single_device_ = devs.size() == 1;
   // Dedup shares inodes, so it works where a branch and the store are one filesystem.
+  // Another process over the same store (a second daemon, cachectl import) may
+  // deduplicate a branch's files even where this daemon does not: writes there
+  // follow the store's write-lock protocol either way.
   for (size_t b = 0; b < branch_count(); ++b) {
-    dedup_on_.push_back(cfg_.dedup && cfg_.write_mode == WriteMode::kPassthrough &&
-                        nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_->dev());
+    const bool shared = cfg_.write_mode == WriteMode::kPassthrough &&
+                        nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_->dev();
+    dedup_on_.push_back(cfg_.dedup && shared);
+    locks_writes_.push_back(shared);
   }
   if (discard()) {
     dedup_on_.push_back(false);  // the upper layer: discarded anyway
+    locks_writes_.push_back(false);
     upper_layer_->match_root(nodes_.root()->dirs[routes_.default_branch()].slot.lease().get(),
                              nodes_.root()->dirs[upper()].slot.lease().get());
   }

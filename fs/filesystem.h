@@ -40,12 +40,15 @@ struct Counters {
   std::atomic<uint64_t> dedup_skipped{0};     // files dedup leaves alone (hard links, xattrs, ...)
   std::atomic<uint64_t> dedup_collisions{0};  // same hash, other bytes: kept apart
   std::atomic<uint64_t> dedup_retries{0};     // changed while hashed: tried again later
+  std::atomic<uint64_t> dedup_busy{0};        // written through another descriptor: later
   std::atomic<uint64_t> cow_breaks{0};        // shared files given a private copy on change
   std::atomic<uint64_t> cow_bytes{0};
 };
 
 // Write access to a non-directory (Filesystem::begin_write): its backing is
-// private (never a shared object) and stays so while this is held.
+// private (never a shared object) and stays so while this is held — also against
+// other processes deduplicating the same file (a regular file's data descriptor
+// holds LOCK_SH; see begin_write).
 struct WriteAccess {
   std::shared_lock<std::shared_mutex> lock;  // released last
   std::shared_ptr<FileBacking> backing;
@@ -182,14 +185,32 @@ class Filesystem {
   // `no_change`, when given, is asked again under the exclusive lock before a
   // shared object is broken: a change it finds to be none (dedup may have made
   // the file an object since the caller looked) returns kNoChange instead.
+  //
+  // Other processes (another daemon over the same store, cachectl import) and
+  // this daemon's other nodes of the same inode deduplicate files too, so the
+  // first change of a burst to a regular file on the store's filesystem takes
+  // LOCK_SH on the data descriptor it is made through (store/object_store.h:
+  // dedup takes LOCK_EX, never waiting) and then looks whether the inode became
+  // an object or was swapped out of its name for an identical object
+  // meanwhile; if so, the node takes the object as its backing and breaks the
+  // sharing as above. The lock is held until the node goes quiet
+  // (end_write_burst, when dedup takes the node up) or its descriptor is closed.
   int begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep = UINT64_MAX,
                   const std::function<bool()>* no_change = nullptr);
   static constexpr int kNoChange = -1;
   // A change was made to `n` through the mount (call while holding its
   // WriteAccess): dedup looks at it again once it has stayed unchanged a while.
   void written(Node* n);
-  // One dedup attempt on `n`; false: try again later (it changed meanwhile).
-  bool dedup_one(Node* n);
+  // `n` went quiet: the LOCK_SH its writes held (begin_write) is let go, so that
+  // dedup, this daemon's or another process's, may take the file.
+  void end_write_burst(Node* n);
+  // One dedup attempt on `n` (ends its write burst first).
+  enum class DedupResult {
+    kDone,   // shared, stored, or left alone for good
+    kRetry,  // changed meanwhile: try again later
+    kBusy,   // being written through another descriptor (LOCK_SH held): try much later
+  };
+  DedupResult dedup_one(Node* n);
   bool dedup_on(BranchIndex b) const { return dedup_on_[b]; }
   void start_dedup();
   void stop_dedup();  // finishes what is queued, then stops
@@ -233,6 +254,10 @@ class Filesystem {
   std::atomic<int64_t> evict_floor_{0};
   std::unique_ptr<store::Store> store_;
   std::vector<bool> dedup_on_;  // per branch: on the store's filesystem, passthrough, --dedup on
+  // Per branch: writes take the write lock (begin_write), because some process
+  // may deduplicate its files — on the store's filesystem and passthrough, with
+  // this daemon's --dedup on or off.
+  std::vector<bool> locks_writes_;
   std::unique_ptr<Deduper> deduper_;
   // Writers hold a node's stripe shared; swapping its backing takes it exclusive.
   static constexpr size_t kIoStripes = 64;
@@ -241,6 +266,16 @@ class Filesystem {
     return io_mu_[(reinterpret_cast<uintptr_t>(n) >> 6) % kIoStripes];
   }
   int break_shared(Node* n, uint64_t keep);
+  // begin_write's first look at a burst's descriptor `d` of `f` (non-object,
+  // regular): takes LOCK_SH on it and checks the inode. Returns 0 with `object`
+  // empty (go on writing; `d` is flocked now), 0 with `object` set (the backing
+  // the node must take first: the inode, or what replaced it, is an object), or
+  // an errno.
+  int start_write_burst(Node* n, FileBacking& f, const FdLease& d,
+                        std::shared_ptr<FileBacking>& object);
+  // Lets go of the burst locks `f`'s descriptors hold (caller: the node's stripe
+  // held exclusively, so no writer of this daemon is mid-change).
+  static void release_write_locks(FileBacking& f);
   int probe_lower(Node* parent, std::string_view name, Probe& out, bool all_branches);
   // Discard mode: a new upper directory (made by dir_fd's create) takes the lower
   // one's times and xattrs.

@@ -55,11 +55,17 @@ struct BranchDir {
 // data through /proc/self/fd from path).
 struct FileBacking {
   FileBacking(BranchIndex b, const struct stat& st, bool is_object = false, bool is_lower = false)
-      : branch(b), dev(st.st_dev), ino(st.st_ino), object(is_object), lower(is_lower) {}
+      : branch(b),
+        dev(st.st_dev),
+        ino(st.st_ino),
+        regular(S_ISREG(st.st_mode)),
+        object(is_object),
+        lower(is_lower) {}
 
   const BranchIndex branch;
   const dev_t dev;
   const ino_t ino;
+  const bool regular;  // a regular file (only those are deduplicated, and locked for writing)
   // A store object shared with other paths: never written; the first change made
   // through this path swaps in a private copy (Filesystem::begin_write).
   const bool object;
@@ -69,6 +75,12 @@ struct FileBacking {
   FdSlot path;  // O_PATH|O_NOFOLLOW
   FdSlot rw;    // O_RDWR
   FdSlot ro;    // O_RDONLY, when the inode refuses O_RDWR
+  // rw or ro may hold LOCK_SH for a burst of writes (FdSlot::flocked;
+  // Filesystem::begin_write, and store/object_store.h for the protocol). A
+  // burst is started (lock taken, inode looked at, flag set) by one writer at a
+  // time, under this; a flagged descriptor is unlocked only with the node's I/O
+  // stripe held exclusively.
+  std::mutex burst_mu;
 };
 
 struct Node {

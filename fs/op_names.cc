@@ -123,6 +123,9 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* 
     fuse_reply_err(req, err);
     return;
   }
+  // A change to the file like any other (its link count): dedup looks at it
+  // when quiet — and so the write lock begin_write took is let go then.
+  fs.written(n);
   // The kernel keeps one inode for both names: answer with the same node.
   Filesystem::changed(newparent);
   fs.nodes().add_link(n);

@@ -5,6 +5,7 @@
 #include <linux/fs.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -106,6 +107,15 @@ const char* to_string(Skip s) {
   return "?";
 }
 
+WriteLock::WriteLock(int fd) : fd_(fd) {
+  while ((err_ = ::flock(fd_, LOCK_EX | LOCK_NB) == 0 ? 0 : errno) == EINTR) {
+  }
+}
+
+WriteLock::~WriteLock() {
+  if (err_ == 0) ::flock(fd_, LOCK_UN);
+}
+
 std::optional<std::string> object_name(int fd, const struct stat& st, dev_t store_dev) {
   if (!S_ISREG(st.st_mode) || st.st_nlink < 2 || st.st_dev != store_dev) return std::nullopt;
   char buf[128];
@@ -200,14 +210,16 @@ Skip Store::skip_reason(int fd, const struct stat& st) const {
   if (st.st_nlink != 1) return Skip::kHardLinked;
   if (st.st_mode & (S_ISUID | S_ISGID)) return Skip::kSetId;
   if (st.st_dev != dev_) return Skip::kOtherDevice;
-  // Attributes of its own (other than a stale object mark) would be lost in sharing.
+  // Attributes of its own (other than the store's stale marks) would be lost in sharing.
   char names[1024];
   ssize_t n = ::flistxattr(fd, names, sizeof names);
   if (n < 0 && errno == EBADF) n = ::listxattr(proc_path(fd).c_str(), names, sizeof names);
   if (n < 0) return errno == ENOTSUP ? Skip::kNone : Skip::kXattrs;
   for (ssize_t i = 0; i < n;) {
     const char* name = names + i;
-    if (std::strcmp(name, kObjectXattr) != 0) return Skip::kXattrs;
+    if (std::strcmp(name, kObjectXattr) != 0 && std::strcmp(name, kReplacedXattr) != 0) {
+      return Skip::kXattrs;
+    }
     i += static_cast<ssize_t>(std::strlen(name)) + 1;
   }
   return Skip::kNone;
@@ -281,6 +293,8 @@ int Store::adopt(int fd, const ObjectKey& key) const {
   // directories, root's and 0700, so a relative two-component path is safe).
   const std::string rel = key.fanout() + "/" + name;
   if (::fsetxattr(fd, kObjectXattr, name.data(), name.size(), 0) != 0) return errno;
+  // A replaced-mark left by a dedup that died before its exchange means nothing.
+  ::fremovexattr(fd, kReplacedXattr);
   // The file is complete and unchanged (the caller checked), so linking it
   // under its final name is the one atomic step; a link never replaces, so the
   // first process to store a content wins and others get EEXIST.
@@ -327,6 +341,15 @@ int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) co
   }
   ::unlinkat(tmp_.get(), tmp.c_str(), 0);
   return 0;
+}
+
+int Store::replace_by_object(int dirfd, const char* name, int file, const struct stat& st,
+                             int object, const ObjectKey& key) const {
+  const std::string mark = key.name();
+  if (::fsetxattr(file, kReplacedXattr, mark.data(), mark.size(), 0) != 0) return errno;
+  const int err = replace(dirfd, name, st.st_dev, st.st_ino, object);
+  if (err != 0) ::fremovexattr(file, kReplacedXattr);  // it keeps its name, or lost it to another
+  return err;
 }
 
 void Store::drop_if_unused(int fd) const {

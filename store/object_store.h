@@ -14,10 +14,24 @@
 // under their final name complete: a file is marked, checked unchanged, and
 // linked under that name in one step (a link never replaces anything); paths
 // are swapped through tmp/ with RENAME_EXCHANGE.
+//
+// Several processes (two cachefs daemons over one store, cachectl import) may
+// write and deduplicate the same backing files, so who may touch a file is
+// settled on the file itself, with flock(2) (a lock belongs to an open file
+// description, so it is released when its descriptor is closed, also by a
+// process that dies):
+//  * a writer holds LOCK_SH on the descriptor it writes through for a whole
+//    burst of changes, and after taking it looks again at what the inode is:
+//    made an object meanwhile (kObjectXattr), or swapped out of its name for an
+//    identical object (kReplacedXattr)? Then it must not write it;
+//  * dedup holds LOCK_EX, never waiting for it (WriteLock), around its last
+//    check that the file is unchanged and the adopt or replace that follows. A
+//    file someone is writing is left for later.
 #pragma once
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -31,6 +45,11 @@
 namespace cachefs::store {
 
 inline constexpr const char* kObjectXattr = "trusted.cachefs.object";
+// Set (to the object's name) on a file dedup swapped out of its name for an
+// identical object (Store::replace_by_object): whoever still holds the file open
+// for writing writes to the object's path instead (through a private copy),
+// rather than into a file no name shows any more.
+inline constexpr const char* kReplacedXattr = "trusted.cachefs.replaced";
 inline constexpr const char* kMarker = "cachefs-store";
 inline constexpr int kFormat = 1;
 
@@ -60,6 +79,24 @@ enum class Skip {
   kOtherDevice,  // not on the store's filesystem
 };
 const char* to_string(Skip s);
+
+// LOCK_EX on a file's open file description, tried once without waiting (see
+// the top of this file); released when this goes. busy(): a writer holds
+// LOCK_SH on the file (another process, or another descriptor of this one).
+class WriteLock {
+ public:
+  explicit WriteLock(int fd);
+  ~WriteLock();
+  WriteLock(const WriteLock&) = delete;
+  WriteLock& operator=(const WriteLock&) = delete;
+  bool held() const { return err_ == 0; }
+  bool busy() const { return err_ == EWOULDBLOCK; }
+  int error() const { return err_; }
+
+ private:
+  int fd_;
+  int err_;
+};
 
 // The object name of the inode behind `fd` (any descriptor, O_PATH included) if
 // it is a store object on device `store_dev`; std::nullopt otherwise.
@@ -96,6 +133,7 @@ class Store {
 
   // Makes the inode behind `fd` the object `key`: marks it, links it into place.
   // EEXIST: another process stored that key first (plan again to share it).
+  // A file others may write is held under its WriteLock, checked unchanged.
   int adopt(int fd, const ObjectKey& key) const;
 
   // Replaces `name` in directory `dirfd`, which must still be inode (dev, ino), by
@@ -106,6 +144,17 @@ class Store {
   // whose own file was fsync'ed must not come back from a power cut pointing at
   // an inode whose bytes never reached the disk.
   int replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) const;
+
+  // Dedup's replace: `name` in `dirfd`, which must still be the file `file`
+  // (stat `st`; the caller holds its WriteLock and found it unchanged), is
+  // replaced by `object`, the identical object `key`, as by replace(). The file
+  // is marked kReplacedXattr first, so that a process still holding it open for
+  // writing can tell "dedup put an identical object at my name" (write there,
+  // through a private copy) from "a user replaced or removed the name" (keep
+  // writing the file, as POSIX says); the mark is taken away again if the file
+  // keeps its name. Returns as replace().
+  int replace_by_object(int dirfd, const char* name, int file, const struct stat& st, int object,
+                        const ObjectKey& key) const;
 
   // Called after a path of the inode behind `fd` was removed: if that inode is
   // an object and the object's own name is now its last one (what `cachectl gc`

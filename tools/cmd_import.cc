@@ -174,9 +174,15 @@ class Importer {
         return kCollision;
       }
       // Last checks before the file changes hands: nobody started writing, and
-      // it is still the version that was hashed.
+      // it is still the version that was hashed. The write lock keeps a cachefs
+      // daemon that holds the file open for writing from starting a burst of
+      // writes until it is done (store/object_store.h); one mid-burst holds it
+      // shared, and the file is left alone.
       struct stat now {};
       if (!lease.intact()) return kWriting;
+      const store::WriteLock lock(fd.get());
+      if (lock.busy()) return kWriting;
+      if (!lock.held()) return error(t, "flock", lock.error());
       if (::fstat(fd.get(), &now) != 0 || !same_version(st, now)) return kChanged;
       if (!plan.object) {
         err = store_.adopt(fd.get(), plan.key);
@@ -194,7 +200,8 @@ class Importer {
         c_.adopted.fetch_add(1, std::memory_order_relaxed);
         return kReasonCount;
       }
-      err = store_.replace(dirfd, t.name.c_str(), st.st_dev, st.st_ino, plan.object.get());
+      err = store_.replace_by_object(dirfd, t.name.c_str(), fd.get(), now, plan.object.get(),
+                                     plan.key);
       if (err == ESTALE || err == ENOENT) return kChanged;
       if (err != 0) return error(t, "replace", err);
       c_.deduplicated.fetch_add(1, std::memory_order_relaxed);

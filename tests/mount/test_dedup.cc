@@ -39,10 +39,11 @@ class DedupTest : public MountTest {
     }
     return false;
   }
-  // Waits until the daemon has nothing queued: its counters stop moving.
-  std::string Stats() const {
+  // The live counters of the mount at `mnt` (default: Mnt()).
+  std::string Stats(const std::string& mnt = "") const {
     char buf[4096];
-    const ssize_t n = ::getxattr(Mnt().c_str(), "trusted.cachefs.stats", buf, sizeof buf);
+    const ssize_t n =
+        ::getxattr((mnt.empty() ? Mnt() : mnt).c_str(), "trusted.cachefs.stats", buf, sizeof buf);
     return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
   }
   static uint64_t Counter(const std::string& json, const std::string& name) {
@@ -50,6 +51,7 @@ class DedupTest : public MountTest {
     if (at == std::string::npos) return UINT64_MAX;
     return std::strtoull(json.c_str() + at + name.size() + 3, nullptr, 10);
   }
+  // Waits until the daemon has nothing queued: its counters stop moving.
   void Settle() const {
     std::string last;
     for (int i = 0; i < 100; ++i) {
@@ -367,6 +369,167 @@ TEST_F(DedupTest, TwoMountsOverOneStoreWritingTheSameContent) {
   }
   EXPECT_TRUE(WaitShared(paths)) << Stats() << "\n" << mount(1).Log();
   for (const auto& p : paths) EXPECT_EQ(ReadFile(p), data) << p;
+}
+
+// Two daemons over one store, a file rewritten in place through both. Mount A
+// (dedup delay 0) holds the file open, and has read it; mount B wrote it and
+// deduplicates it when it stops (its delay is an hour, and stopping processes
+// what is queued), so that what B does happens between two steps of A's, every
+// time. Nothing is cached by the kernels (timeouts 0, no write-back cache).
+class TwoMountDedupTest : public DedupTest {
+ protected:
+  std::vector<std::string> TwoMountArgs(const char* delay, const char* dedup = "on") const {
+    return {"--cache-directory", Backing(0), "--dedup", dedup, "--dedup-delay", delay,
+            "--entry-timeout", "0", "--attr-timeout", "0", "--no-writeback-cache"};
+  }
+  // Opens `rel` through A, read-write, and reads it whole (A now holds the file,
+  // a plain one to it); checks it reads `data`.
+  Fd OpenAndReadThroughA(const std::string& rel, const std::string& data) {
+    Fd fd(::open(Mnt(rel).c_str(), O_RDWR));
+    EXPECT_TRUE(fd.valid()) << ErrnoName(errno);
+    std::string got(data.size(), '\0');
+    EXPECT_EQ(::pread(fd.get(), got.data(), got.size(), 0), static_cast<ssize_t>(data.size()));
+    EXPECT_TRUE(got == data);
+    return fd;
+  }
+  // The object store holds what every object's name says.
+  void ExpectVerifyClean() {
+    const CommandResult v = Cachectl(Backing(0), {"verify"});
+    EXPECT_TRUE(v.Exited0()) << v.Describe();
+  }
+};
+
+// B's dedup makes the file A holds a store object; A writes into it: the write
+// goes to a private copy under the path (A finds the object mark when it starts
+// writing), never into the object.
+TEST_F(TwoMountDedupTest, AWriteAfterTheOtherMountAdoptedTheFileLeavesTheObjectIntact) {
+  ASSERT_TRUE(StartMount(TwoMountArgs("0"), Mnt()));
+  ASSERT_TRUE(StartMount(TwoMountArgs("3600"), Mnt2()));
+  const std::string data = Bytes(50'000, 40);
+  ASSERT_TRUE(WriteFile(Mnt2("p"), data));
+  Fd fd = OpenAndReadThroughA("p", data);
+  ASSERT_TRUE(fd.valid());
+  const ino_t before = Lstat(InBacking(0, "p")).st_ino;
+  ASSERT_TRUE(mount(1).Stop());
+  ASSERT_EQ(Lstat(InBacking(0, "p")).st_nlink, 2u) << "B did not adopt the file\n"
+                                                   << mount(1).Log();
+  ASSERT_EQ(Lstat(InBacking(0, "p")).st_ino, before);
+
+  ASSERT_EQ(::pwrite(fd.get(), "CHANGED", 7, 100), 7) << ErrnoName(errno);
+  ASSERT_SYS_OK(::fsync(fd.get()));
+  std::string want = data;
+  want.replace(100, 7, "CHANGED");
+  EXPECT_TRUE(ReadFile(Mnt("p")) == want) << "through A";
+  EXPECT_TRUE(ReadFile(InBacking(0, "p")) == want) << "in the backing directory";
+  EXPECT_NE(Lstat(InBacking(0, "p")).st_ino, before) << "written into the object";
+  EXPECT_EQ(Counter(Stats(), "cow_breaks"), 1u) << Stats();
+  ASSERT_TRUE(mount(1).Start());
+  EXPECT_TRUE(ReadFile(Mnt2("p")) == want) << "through B";
+  fd.reset();
+  ASSERT_TRUE(mount(0).Stop());
+  ASSERT_TRUE(mount(1).Stop());
+  ExpectVerifyClean();
+}
+
+// B's dedup swaps the path A holds for an identical object (another path's):
+// A's file has no name any more, and A's write would be lost in it. A finds the
+// mark B left on it, writes to the path's new file instead (a private copy of
+// the object), and the other path keeps its bytes.
+TEST_F(TwoMountDedupTest, AWriteAfterTheOtherMountReplacedThePathIsNotLost) {
+  ASSERT_TRUE(StartMount(TwoMountArgs("0"), Mnt()));
+  ASSERT_TRUE(StartMount(TwoMountArgs("3600"), Mnt2()));
+  const std::string data = Bytes(50'000, 41);
+  ASSERT_TRUE(WriteFile(Mnt2("q"), data));  // queued first: adopted, then p linked to it
+  ASSERT_TRUE(WriteFile(Mnt2("p"), data));
+  Fd fd = OpenAndReadThroughA("p", data);
+  ASSERT_TRUE(fd.valid());
+  const ino_t before = Lstat(InBacking(0, "p")).st_ino;
+  ASSERT_TRUE(mount(1).Stop());
+  ASSERT_NE(Lstat(InBacking(0, "p")).st_ino, before) << "B did not replace p\n" << mount(1).Log();
+  ASSERT_EQ(Lstat(InBacking(0, "p")).st_ino, Lstat(InBacking(0, "q")).st_ino);
+
+  ASSERT_EQ(::pwrite(fd.get(), "CHANGED", 7, 100), 7) << ErrnoName(errno);
+  ASSERT_SYS_OK(::fsync(fd.get()));
+  std::string want = data;
+  want.replace(100, 7, "CHANGED");
+  EXPECT_TRUE(ReadFile(Mnt("p")) == want) << "through A";
+  EXPECT_TRUE(ReadFile(InBacking(0, "p")) == want) << "in the backing directory";
+  EXPECT_TRUE(ReadFile(Mnt("q")) == data);
+  EXPECT_TRUE(ReadFile(InBacking(0, "q")) == data);
+  EXPECT_NE(Lstat(InBacking(0, "p")).st_ino, Lstat(InBacking(0, "q")).st_ino);
+  ASSERT_TRUE(mount(1).Start());
+  EXPECT_TRUE(ReadFile(Mnt2("p")) == want) << "through B";
+  EXPECT_TRUE(ReadFile(Mnt2("q")) == data);
+  fd.reset();
+  ASSERT_TRUE(mount(0).Stop());
+  ASSERT_TRUE(mount(1).Stop());
+  ExpectVerifyClean();
+}
+
+// A dedup that died between marking a file replaced and the exchange leaves
+// the mark on a file that still has its name. The mark is the daemon's own (not
+// shown, not settable), and harmless: a write through the mount goes to the
+// file and drops it, and dedup takes the file as usual.
+TEST_F(DedupTest, AStaleReplacedMarkIsHiddenAndHarmless) {
+  const std::string data = Bytes(20'000, 43);
+  ASSERT_TRUE(WriteFile(InBacking(0, "r"), data));
+  ASSERT_SYS_OK(::setxattr(InBacking(0, "r").c_str(), "trusted.cachefs.replaced", "x", 1, 0));
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  char v[256];
+  EXPECT_ERRNO(ENODATA, ::getxattr(Mnt("r").c_str(), "trusted.cachefs.replaced", v, sizeof v));
+  EXPECT_ERRNO(EPERM, ::setxattr(Mnt("r").c_str(), "trusted.cachefs.replaced", "y", 1, 0));
+  char list[1024];
+  const ssize_t n = ::listxattr(Mnt("r").c_str(), list, sizeof list);
+  EXPECT_EQ(std::string(list, static_cast<size_t>(std::max<ssize_t>(n, 0))).find("cachefs"),
+            std::string::npos);
+  ASSERT_TRUE(WriteFile(Mnt("r"), "new", O_WRONLY | O_APPEND));
+  EXPECT_TRUE(ReadFile(InBacking(0, "r")) == data + "new");
+  EXPECT_ERRNO(ENODATA,
+               ::getxattr(InBacking(0, "r").c_str(), "trusted.cachefs.replaced", v, sizeof v));
+  for (int i = 0; i < 1000 && Lstat(InBacking(0, "r")).st_nlink < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(Lstat(InBacking(0, "r")).st_nlink, 2u) << Stats();
+  EXPECT_TRUE(ReadFile(Mnt("r")) == data + "new");
+}
+
+// A file A is writing (a burst of writes that has not gone quiet: A's dedup is
+// off, so A holds its write lock until it lets go of the file) is never taken
+// by B's dedup; once A has let go, B's next look takes it.
+TEST_F(TwoMountDedupTest, AFileTheOtherMountIsWritingIsLeftUntilItIsQuiet) {
+  ASSERT_TRUE(StartMount(TwoMountArgs("0", "off"), Mnt()));
+  ASSERT_TRUE(StartMount(TwoMountArgs("0.2"), Mnt2()));
+  const std::string data = Bytes(50'000, 42);
+  {
+    Fd fd(::open(Mnt("p").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::write(fd.get(), data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  }
+  // B writes it too, and goes quiet: its dedup finds A mid-burst, and tries again
+  // later (a second apart).
+  ASSERT_TRUE(WriteFile(Mnt2("p"), data));
+  uint64_t busy = 0;
+  for (int i = 0;
+       i < 1000 && (busy == 0 || busy == UINT64_MAX) && Lstat(InBacking(0, "p")).st_nlink == 1;
+       ++i) {
+    std::this_thread::sleep_for(10ms);
+    busy = Counter(Stats(Mnt2()), "dedup_busy");
+  }
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(Lstat(InBacking(0, "p")).st_nlink, 1u) << "taken while the other mount wrote it";
+  EXPECT_EQ(Counter(Stats(Mnt2()), "dedup_adopted"), 0u) << Stats(Mnt2());
+  ASSERT_NE(busy, UINT64_MAX) << Stats(Mnt2());
+  ASSERT_GE(busy, 1u) << Stats(Mnt2());
+  // A lets go of the file (its descriptors close with it): B's next try takes it.
+  ASSERT_TRUE(mount(0).Stop());
+  for (int i = 0; i < 1500 && Lstat(InBacking(0, "p")).st_nlink < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(Lstat(InBacking(0, "p")).st_nlink, 2u) << Stats(Mnt2());
+  EXPECT_EQ(Counter(Stats(Mnt2()), "dedup_adopted"), 1u) << Stats(Mnt2());
+  EXPECT_TRUE(ReadFile(Mnt2("p")) == data);
+  ASSERT_TRUE(mount(1).Stop());
+  ExpectVerifyClean();
 }
 
 // A full disk: the private copy a shared file needs before its first change
