@@ -187,15 +187,21 @@ void NodeTable::release_locked(Node* n) {
   }
 }
 
+void NodeTable::retire_file_slots(Node* n) {
+  if (const auto f = n->backing(); f.use_count() <= 2) {  // the node's and ours
+    f->path.retire();
+    f->rw.retire();
+    f->ro.retire();
+  }
+}
+
 void NodeTable::bury_locked(Node* n) {
   // Nothing reaches a forgotten node by name any more: close what it holds now
   // (a racing request keeps its lease, and the descriptor, until it is done).
   if (n->is_dir()) {
     for (size_t b = 0; b < branches_; ++b) n->dirs[b].slot.retire();
-  } else if (const auto f = n->backing(); f.use_count() <= 2) {  // the node's and ours
-    f->path.retire();
-    f->rw.retire();
-    f->ro.retire();
+  } else {
+    retire_file_slots(n);
   }
   constexpr auto kGrace = std::chrono::seconds(5);
   const auto now = std::chrono::steady_clock::now();
@@ -210,6 +216,16 @@ void NodeTable::forget(Node* n, uint64_t count) {
   std::lock_guard lock(mu_);
   assert(n->nlookup >= count);
   n->nlookup -= count;
+  if (n->nlookup != 0 && !n->indexed && !n->is_dir() &&
+      n->nlookup == (n->dedup_queued.load(std::memory_order_acquire) ? 1u : 0u)) {
+    // An unlinked file the kernel has forgotten, held only by the dedup queue:
+    // nobody can open or read it any more, so the descriptors pinned when its
+    // name went close now, not when the dedup worker comes to it (which then
+    // finds the file gone). After an untar that worker may be tens of thousands
+    // of files behind, and an rm -rf meanwhile pinned one descriptor per file
+    // until the daemon ran out of them (EMFILE: "Directory not empty").
+    retire_file_slots(n);
+  }
   release_locked(n);
 }
 

@@ -256,6 +256,8 @@ class NodeTable {
   // kernel sent before its FORGET may still be running on one (seen: a
   // security.capability GETXATTR racing an unlink's FORGET).
   std::deque<std::pair<std::chrono::steady_clock::time_point, Node*>> graveyard_;
+  // Closes a file node's descriptors unless another node shares its backing.
+  void retire_file_slots(Node* n);
   void bury_locked(Node* n);
   uint64_t rename_gen_ = 1;  // bumped by every directory rename: invalidates cached paths
 };
