@@ -18,6 +18,7 @@
 
 #include "common/json.h"
 #include "common/unique_fd.h"
+#include "fs/kernel_io.h"
 #include "fs/mount_config.h"
 #include "fs/node_table.h"
 #include "fs/route_table.h"
@@ -238,6 +239,7 @@ class Filesystem {
   bool no_open = false;
   bool no_opendir = false;
   bool writeback = false;  // the kernel's write-back cache is on
+  KernelIo& kernel_io() { return kernel_io_; }
   int64_t fd_budget = 0;
 
  private:
@@ -249,6 +251,7 @@ class Filesystem {
   bool single_device_ = true;
   std::vector<uint64_t> branch_dev_index_;
   std::mutex evict_mu_;
+  KernelIo kernel_io_;
   // Descriptors still open after the last eviction pass that could not reach its
   // target (0: it did); the next pass waits until fd_budget / 8 more are open.
   std::atomic<int64_t> evict_floor_{0};

@@ -208,6 +208,8 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
       }
     }
     if (!err) err = apply(p.get(), S_ISLNK(st.st_mode), *attr, to_set);
+    // A truncation by a caller without CAP_FSETID, or a chown: set-id bits go.
+    if (!err && KernelIo::kill_suidgid() && S_ISREG(st.st_mode)) err = KernelIo::kill_suidgid(p.get());
     fs.written(n);
   }
   struct stat out {};

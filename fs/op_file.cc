@@ -132,6 +132,14 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_
     return;
   }
   fs.counters.bytes_written.fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
+  // A writer without CAP_FSETID: set-id bits go, as a local filesystem's write
+  // would clear them (the daemon's own write, as root, kept them).
+  if (KernelIo::kill_suidgid()) {
+    if (const int err = KernelIo::kill_suidgid(fd)) {
+      fuse_reply_err(req, err);
+      return;
+    }
+  }
   if ((fi->flags & O_DSYNC) && ::fdatasync(fd) != 0) {
     fuse_reply_err(req, errno);
     return;

@@ -36,7 +36,8 @@ void init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS_AUTO, true);
   // Truncation must come as SETATTR: with no_open we never see O_TRUNC.
   want(FUSE_CAP_ATOMIC_O_TRUNC, false);
-  // The daemon writes as root, which keeps set-id bits: let the kernel clear them.
+  // The daemon writes as root, which keeps set-id bits: without the kill-priv v2
+  // flag (kernel_io.h adds it to the reply) the kernel clears them itself.
   want(FUSE_CAP_HANDLE_KILLPRIV, false);
   fs.writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
   fs.no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
@@ -164,6 +165,8 @@ int run_mount(const MountConfig& cfg) {
                   cfg.mountpoint);
     return 1;
   }
+  // Before the first request is read: INIT is where the kill-priv flag is added.
+  if (!fs.kernel_io().install(se)) spdlog::warn("libfuse refused custom I/O: write() pays a GETXATTR");
   guard.mounted = true;
   spdlog::info("mounted {} on {}: {} branch(es), {} resolution, {} mode, store {}",
                fs.routes().branch_dir(fs.routes().default_branch()), cfg.mountpoint,

@@ -89,6 +89,25 @@ TEST_F(RoundTripTest, WithTheWritebackCacheEveryCloseIsAnsweredFlush) {
   EXPECT_EQ(seen.count("FLUSH") ? seen.at("FLUSH") : 0, 20) << Describe(seen);
 }
 
+// Before each write() the kernel checks whether the file carries
+// security.capability (to drop it). A FUSE filesystem that does not take over
+// killing privileges gets that as a GETXATTR per write() call; with
+// FUSE_HANDLE_KILLPRIV_V2 (fs/kernel_io.h) the kernel remembers the answer.
+TEST_F(RoundTripTest, WritingAFileInManyPiecesAsksAboutCapabilitiesOnce) {
+  ASSERT_TRUE(Mount({}));
+  const size_t mark = LogSize();
+  Fd fd(::open(Mnt("big.jar").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  ASSERT_TRUE(fd.valid()) << ErrnoName(errno);
+  const std::string record(10240, 'j');  // tar writes 10 KiB records
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(::write(fd.get(), record.data(), record.size()), static_cast<ssize_t>(record.size()));
+  }
+  fd.reset();
+  const auto seen = RequestsSince(mark);
+  EXPECT_GE(seen.count("WRITE") ? seen.at("WRITE") : 0, 40) << Describe(seen);
+  EXPECT_LE(seen.count("GETXATTR") ? seen.at("GETXATTR") : 0, 1) << Describe(seen);
+}
+
 TEST_F(RoundTripTest, AWriteReachesTheBackingFileBeforeItReturns) {
   ASSERT_TRUE(Mount({}));
   Fd fd(::open(Mnt("out.o").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));

@@ -1,0 +1,53 @@
+// The daemon's own reads and writes of /dev/fuse (libfuse's custom I/O), for
+// the one thing libfuse 3.14 cannot negotiate that the kernel offers:
+// FUSE_HANDLE_KILLPRIV_V2.
+//
+// Without it the kernel must ask, before every write() to a file, whether the
+// file carries security.capability (a GETXATTR round trip per write call: a
+// third of the requests of an untar), because FUSE otherwise never lets an
+// inode be marked "nothing to kill" (S_NOSEC). With it the kernel asks once per
+// inode, and leaves killing set-user/group-id bits to the filesystem: it flags
+// the requests that must (FUSE_WRITE_KILL_SUIDGID on a WRITE, FATTR_KILL_SUIDGID
+// on a SETATTR), and the handlers ask kill_suidgid().
+//
+// The INIT reply's flags get the bit added on the way out when the kernel
+// offered it; the flags of each request are read on the way in, by the worker
+// thread that then handles that request.
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace cachefs {
+
+class KernelIo {
+ public:
+  // After fuse_session_mount, before the session loop. False (and libfuse's own
+  // I/O kept) if libfuse refuses.
+  bool install(fuse_session* se);
+
+  // The kernel accepted FUSE_HANDLE_KILLPRIV_V2.
+  bool killpriv_v2() const { return negotiated_.load(std::memory_order_acquire); }
+
+  // The request this thread is handling asks the filesystem to clear the
+  // set-user-id bit, and the set-group-id bit if group execution is allowed.
+  static bool kill_suidgid();
+
+  // Clears them on the file behind `fd` as the kernel would; 0 or an errno.
+  static int kill_suidgid(int fd);
+
+ private:
+  // libfuse passes the session's userdata, the Filesystem, which owns this.
+  static ssize_t read(int fd, void* buf, size_t len, void* userdata);
+  static ssize_t writev(int fd, struct iovec* iov, int count, void* userdata);
+  static ssize_t splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
+                             unsigned int flags, void* userdata);
+
+  std::atomic<uint64_t> init_unique_{0};  // the INIT request, until it is answered
+  std::atomic<bool> offered_{false};
+  std::atomic<bool> negotiated_{false};
+};
+
+}  // namespace cachefs
