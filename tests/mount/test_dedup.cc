@@ -418,6 +418,18 @@ class TwoMountDedupTest : public DedupTest {
     EXPECT_TRUE(got == data);
     return fd;
   }
+  // Writes "CHANGED" at offset 100 of "p" through A's descriptor `fd` (file
+  // content `data` before) and checks A and the backing directory show it;
+  // returns what the path holds now.
+  std::string ChangeThroughA(const Fd& fd, const std::string& data) {
+    EXPECT_EQ(::pwrite(fd.get(), "CHANGED", 7, 100), 7) << ErrnoName(errno);
+    EXPECT_SYS_OK(::fsync(fd.get()));
+    std::string want = data;
+    want.replace(100, 7, "CHANGED");
+    EXPECT_TRUE(ReadFile(Mnt("p")) == want) << "through A";
+    EXPECT_TRUE(ReadFile(InBacking(0, "p")) == want) << "in the backing directory";
+    return want;
+  }
   // The object store holds what every object's name says.
   void ExpectVerifyClean() {
     const CommandResult v = Cachectl(Backing(0), {"verify"});
@@ -441,12 +453,7 @@ TEST_F(TwoMountDedupTest, AWriteAfterTheOtherMountAdoptedTheFileLeavesTheObjectI
                                                    << mount(1).Log();
   ASSERT_EQ(Lstat(InBacking(0, "p")).st_ino, before);
 
-  ASSERT_EQ(::pwrite(fd.get(), "CHANGED", 7, 100), 7) << ErrnoName(errno);
-  ASSERT_SYS_OK(::fsync(fd.get()));
-  std::string want = data;
-  want.replace(100, 7, "CHANGED");
-  EXPECT_TRUE(ReadFile(Mnt("p")) == want) << "through A";
-  EXPECT_TRUE(ReadFile(InBacking(0, "p")) == want) << "in the backing directory";
+  const std::string want = ChangeThroughA(fd, data);
   EXPECT_NE(Lstat(InBacking(0, "p")).st_ino, before) << "written into the object";
   EXPECT_EQ(Counter(Stats(), "cow_breaks"), 1u) << Stats();
   ASSERT_TRUE(mount(1).Start());
@@ -474,12 +481,7 @@ TEST_F(TwoMountDedupTest, AWriteAfterTheOtherMountReplacedThePathIsNotLost) {
   ASSERT_NE(Lstat(InBacking(0, "p")).st_ino, before) << "B did not replace p\n" << mount(1).Log();
   ASSERT_EQ(Lstat(InBacking(0, "p")).st_ino, Lstat(InBacking(0, "q")).st_ino);
 
-  ASSERT_EQ(::pwrite(fd.get(), "CHANGED", 7, 100), 7) << ErrnoName(errno);
-  ASSERT_SYS_OK(::fsync(fd.get()));
-  std::string want = data;
-  want.replace(100, 7, "CHANGED");
-  EXPECT_TRUE(ReadFile(Mnt("p")) == want) << "through A";
-  EXPECT_TRUE(ReadFile(InBacking(0, "p")) == want) << "in the backing directory";
+  const std::string want = ChangeThroughA(fd, data);
   EXPECT_TRUE(ReadFile(Mnt("q")) == data);
   EXPECT_TRUE(ReadFile(InBacking(0, "q")) == data);
   EXPECT_NE(Lstat(InBacking(0, "p")).st_ino, Lstat(InBacking(0, "q")).st_ino);
