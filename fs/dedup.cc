@@ -127,8 +127,8 @@ void Deduper::run() {
 // ------------------------------------------------------- Filesystem's side
 
 void Filesystem::start_dedup() {
-  for (bool on : dedup_on_) {
-    if (on) {
+  for (size_t b = 0; b < shares_store_.size(); ++b) {
+    if (dedup_on(static_cast<BranchIndex>(b))) {
       deduper_->start();
       return;
     }
@@ -145,7 +145,7 @@ void Filesystem::written(Node* n) {
     counters.files_written.fetch_add(1, std::memory_order_relaxed);
   }
   const auto f = n->backing();
-  if (f->object || !dedup_on_[f->branch]) return;
+  if (f->object || !dedup_on(f->branch)) return;
   deduper_->schedule(n);
 }
 
@@ -170,7 +170,7 @@ int Filesystem::begin_write(Node* n, WriteAccess& w, bool need_fd, uint64_t keep
         fd = io_fd(n, *f, true, err);
         if (!fd) return err;
       }
-      if (f->regular && locks_writes_[f->branch]) {
+      if (f->regular && shares_store_[f->branch]) {
         // The lock is held on the descriptor written through; a change of
         // attributes or names takes it on the data descriptor (read-only where
         // the inode refuses writing: a running program). An inode that cannot be
@@ -305,7 +305,7 @@ int Filesystem::break_shared(Node* n, uint64_t keep) {
   if (!copy) return err;
   // The change about to be made starts a write burst on the copy: locked before
   // it has a name, so that nobody can take it for a quiet file.
-  const bool lock = locks_writes_[f->branch];
+  const bool lock = shares_store_[f->branch];
   while (lock && ::flock(copy.get(), LOCK_SH) != 0) {
     if (errno != EINTR) return errno;
   }
@@ -344,7 +344,7 @@ Filesystem::DedupResult Filesystem::dedup_one(Node* n) {
   using R = DedupResult;
   end_write_burst(n);  // quiet now: this daemon's own lock must not keep the file
   const auto f = n->backing();
-  if (f->object || !dedup_on_[f->branch]) return R::kDone;
+  if (f->object || !dedup_on(f->branch)) return R::kDone;
   const uint64_t gen = n->write_gen.load(std::memory_order_acquire);
   int err = 0;
   FdLease fd = io_fd(n, *f, false, err);
@@ -442,8 +442,8 @@ std::string Filesystem::stats_json() {
   for (size_t b = 0; b < branch_count(); ++b) {
     Json branch = Json::object();
     branch.set("directory", routes_.branch_dir(static_cast<BranchIndex>(b)))
-        .set("dedup", bool(dedup_on_[b]));
-    if (!dedup_on_[b]) {
+        .set("dedup", dedup_on(static_cast<BranchIndex>(b)));
+    if (!dedup_on(static_cast<BranchIndex>(b))) {
       const bool same_fs =
           nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_->dev();
       branch.set("dedup_off_reason", !same_fs ? "other filesystem than the store"

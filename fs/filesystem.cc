@@ -66,14 +66,12 @@ Filesystem::Filesystem(const MountConfig& cfg)
   // deduplicate a branch's files even where this daemon does not: writes there
   // follow the store's write-lock protocol either way.
   for (size_t b = 0; b < branch_count(); ++b) {
-    const bool shared = cfg_.write_mode == WriteMode::kPassthrough &&
-                        nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) == store_->dev();
-    dedup_on_.push_back(cfg_.dedup && shared);
-    locks_writes_.push_back(shared);
+    shares_store_.push_back(cfg_.write_mode == WriteMode::kPassthrough &&
+                            nodes_.root()->dirs[b].dev.load(std::memory_order_relaxed) ==
+                                store_->dev());
   }
   if (discard()) {
-    dedup_on_.push_back(false);  // the upper layer: discarded anyway
-    locks_writes_.push_back(false);
+    shares_store_.push_back(false);  // the upper layer: discarded anyway
     upper_layer_->match_root(nodes_.root()->dirs[routes_.default_branch()].slot.lease().get(),
                              nodes_.root()->dirs[upper()].slot.lease().get());
   }

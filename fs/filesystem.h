@@ -212,7 +212,7 @@ class Filesystem {
     kBusy,   // being written through another descriptor (LOCK_SH held): try much later
   };
   DedupResult dedup_one(Node* n);
-  bool dedup_on(BranchIndex b) const { return dedup_on_[b]; }
+  bool dedup_on(BranchIndex b) const { return cfg_.dedup && shares_store_[b]; }
   void start_dedup();
   void stop_dedup();  // finishes what is queued, then stops
   const store::Store& store() const { return *store_; }
@@ -256,11 +256,10 @@ class Filesystem {
   // target (0: it did); the next pass waits until fd_budget / 8 more are open.
   std::atomic<int64_t> evict_floor_{0};
   std::unique_ptr<store::Store> store_;
-  std::vector<bool> dedup_on_;  // per branch: on the store's filesystem, passthrough, --dedup on
-  // Per branch: writes take the write lock (begin_write), because some process
-  // may deduplicate its files — on the store's filesystem and passthrough, with
-  // this daemon's --dedup on or off.
-  std::vector<bool> locks_writes_;
+  // Per branch: on the store's filesystem and written through (passthrough), so
+  // some process (this daemon with --dedup on, another one, cachectl import) may
+  // deduplicate its files: writes there take the write lock (begin_write).
+  std::vector<bool> shares_store_;
   std::unique_ptr<Deduper> deduper_;
   // Writers hold a node's stripe shared; swapping its backing takes it exclusive.
   static constexpr size_t kIoStripes = 64;
