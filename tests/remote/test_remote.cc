@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "common/json.h"
+#include "tests/cachectl_child.h"
 
 extern char** environ;
 
@@ -85,47 +86,14 @@ pid_t spawn(std::vector<std::string> args, const std::vector<std::string>& env, 
   return pid;
 }
 
-struct Result {
-  int status = -1;
-  std::string out, err;
-  int code() const { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
-  Json json() const {
-    std::string e;
-    auto j = Json::parse(out, &e);
-    EXPECT_TRUE(j) << e << "\nstdout: " << out << "\nstderr: " << err;
-    return j ? *j : Json::object();
-  }
-};
+using Result = cachefs_test::CachectlResult;
+using Cachectl = cachefs_test::CachectlChild;
 
 uint64_t num(const Json& j, std::string_view key) {
   const Json* v = j.find(key);
   EXPECT_TRUE(v && v->is_number()) << key << " in " << j.dump();
   return v && v->is_number() ? static_cast<uint64_t>(v->number()) : ~0ull;
 }
-
-// cachectl running in the background; finish() collects it.
-struct Cachectl {
-  pid_t pid = -1;
-  fs::path out, err;
-  Cachectl(const fs::path& dir, std::vector<std::string> args, const std::vector<std::string>& env) {
-    static int n = 0;
-    out = dir / ("out." + std::to_string(++n));
-    err = dir / ("err." + std::to_string(n));
-    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    args.insert(args.begin(), CACHECTL_BINARY);
-    pid = spawn(args, env, o, e);
-    ::close(o);
-    ::close(e);
-  }
-  Result finish() {
-    Result r;
-    if (pid > 0) ::waitpid(pid, &r.status, 0);
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-  }
-};
 
 int free_port() {
   const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -314,7 +282,7 @@ class Remote : public ::testing::Test {
   }
 
   Result run(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
-    return Cachectl(root_, std::move(args), env).finish();
+    return cachefs_test::RunCachectl(std::move(args), env);
   }
   Nginx& nginx() {
     if (!nginx_) nginx_ = std::make_unique<Nginx>(root_ / "nginx");
@@ -465,7 +433,7 @@ TEST_F(Remote, ServerKilledMidPullLeavesNoFileAndTheNextPullFinishes) {
   ASSERT_EQ(run({"push", c.string(), url, "-j", "8"}).code(), 0);
   nginx().clear_log();
   const fs::path d = root_ / "d";
-  Cachectl pull(root_, {"pull", url, d.string(), "-j", "1", "--retries", "1", "--timeout", "2"}, {});
+  Cachectl pull({"pull", url, d.string(), "-j", "1", "--retries", "1", "--timeout", "2"});
   for (int i = 0; i < 200 && nginx().requests("GET", "/objects/") < 5; ++i) std::this_thread::sleep_for(20ms);
   ASSERT_GE(nginx().requests("GET", "/objects/"), 5u);
   nginx().stop(SIGKILL);
@@ -492,10 +460,10 @@ TEST_F(Remote, PushKilledMidwayLeavesTheOldRef) {
   const fs::path v2 = root_ / "v2";
   for (int i = 0; i < 60; ++i) write(v2 / ("f" + std::to_string(i)), blob(32768, 500 + i));
   nginx().clear_log();
-  Cachectl push(root_, {"push", v2.string(), url, "-j", "2"}, {});
+  Cachectl push({"push", v2.string(), url, "-j", "2"});
   for (int i = 0; i < 200 && nginx().requests("PUT", "/objects/") < 5; ++i) std::this_thread::sleep_for(20ms);
   ASSERT_GE(nginx().requests("PUT", "/objects/"), 5u);
-  ::kill(push.pid, SIGKILL);
+  ::kill(push.pid(), SIGKILL);
   push.finish();
   EXPECT_EQ(slurp(nginx().data() / "slow/p/refs/latest"), ref_before);
   EXPECT_EQ(nginx().requests("PUT", "/refs/"), 0u);

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "common/json.h"
+#include "tests/cachectl_child.h"
 
 extern char** environ;
 
@@ -29,18 +30,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using cachefs::Json;
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-  int code() const { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
-  Json json() const {
-    std::string e;
-    auto j = Json::parse(out, &e);
-    EXPECT_TRUE(j) << e << "\n" << out;
-    return j ? *j : Json::object();
-  }
-};
 
 // Reads without touching atime: what evict goes by must not move when a test looks.
 std::string slurp(const std::string& p) {
@@ -53,51 +42,11 @@ std::string slurp(const std::string& p) {
   return data;
 }
 
-// Starts cachectl with `args`; stdout and stderr go to files read by finish().
-struct Child {
-  pid_t pid = -1;
-  std::string out_path, err_path;
-
-  Child(std::vector<std::string> args, const std::vector<std::string>& env_extra,
-        int stderr_fd = -1) {
-    char o[] = "/var/tmp/cachectl-out-XXXXXX", e[] = "/var/tmp/cachectl-err-XXXXXX";
-    const int out = ::mkstemp(o), err = ::mkstemp(e);
-    out_path = o;
-    err_path = e;
-    args.insert(args.begin(), CACHECTL_BINARY);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_s;
-    for (char** p = environ; *p; ++p) {
-      if (!std::string_view(*p).starts_with("CACHEFS_")) env_s.emplace_back(*p);
-    }
-    env_s.insert(env_s.end(), env_extra.begin(), env_extra.end());
-    std::vector<char*> envp;
-    for (auto& s : env_s) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out, 1);
-    posix_spawn_file_actions_adddup2(&fa, stderr_fd >= 0 ? stderr_fd : err, 2);
-    if (posix_spawn(&pid, CACHECTL_BINARY, &fa, nullptr, argv.data(), envp.data()) != 0) pid = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(out);
-    ::close(err);
-  }
-  Result finish() {
-    Result r;
-    if (pid > 0) ::waitpid(pid, &r.status, 0);
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
-    ::unlink(out_path.c_str());
-    ::unlink(err_path.c_str());
-    return r;
-  }
-};
+using Result = cachefs_test::CachectlResult;
+using Child = cachefs_test::CachectlChild;
 
 Result run(std::vector<std::string> args, std::vector<std::string> env = {}) {
-  return Child(std::move(args), env).finish();
+  return cachefs_test::RunCachectl(std::move(args), env);
 }
 
 uint64_t num(const Json& j, std::string_view key) {
@@ -324,7 +273,7 @@ TEST_F(Cachectl, KilledImportConvergesOnRerun) {
   for (int delay_ms : {30, 80, 150}) {
     Child c(with_cache({"import", "-j", "2"}), {});
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    ::kill(c.pid, SIGKILL);
+    ::kill(c.pid(), SIGKILL);
     c.finish();
   }
   Result r = run(with_cache({"import", "--json"}));
