@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "runners/process.h"
 
 extern char** environ;
 
@@ -19,14 +20,8 @@ namespace cachefs::launcher {
 namespace {
 
 std::string find_cachectl(const std::string& self) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path dir = fs::path(self).parent_path();
-  for (const fs::path& c : {dir / "cachectl", dir / ".." / "tools" / "cachectl"}) {
-    if (fs::is_regular_file(c, ec) && ::access(c.c_str(), X_OK) == 0) return fs::canonical(c, ec);
-  }
-  if (const char* env = std::getenv("CACHECTL_BIN"); env != nullptr && *env) return env;
-  return "cachectl";  // PATH
+  const std::string found = runners::find_project_tool(self, "cachectl", "tools", "CACHECTL_BIN");
+  return found.empty() ? "cachectl" : found;  // not found: posix_spawnp's own error names it
 }
 
 }  // namespace

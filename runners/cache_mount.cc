@@ -75,14 +75,7 @@ bool is_cachefs_mount(const std::string& path) {
 }
 
 std::string find_cachefs(const std::string& self) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path dir = fs::path(self).parent_path();
-  for (const fs::path& c : {dir / "cachefs", dir / ".." / "fs" / "cachefs"}) {
-    if (fs::is_regular_file(c, ec) && ::access(c.c_str(), X_OK) == 0) return fs::canonical(c, ec);
-  }
-  if (const char* env = std::getenv("CACHEFS_BIN"); env != nullptr && *env) return env;
-  return find_in_path("cachefs");
+  return find_project_tool(self, "cachefs", "fs", "CACHEFS_BIN");
 }
 
 CacheMount::CacheMount(const CacheMountOptions& o) {

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "common/unique_fd.h"
@@ -83,6 +84,18 @@ std::string find_in_path(const std::string& name) {
     start = colon + 1;
   }
   return "";
+}
+
+std::string find_project_tool(const std::string& self, const std::string& name,
+                              const std::string& build_dir, const char* env) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir = fs::path(self).parent_path();
+  for (const fs::path& c : {dir / name, dir / ".." / build_dir / name}) {
+    if (fs::is_regular_file(c, ec) && ::access(c.c_str(), X_OK) == 0) return fs::canonical(c, ec);
+  }
+  if (const char* v = std::getenv(env); v != nullptr && *v) return v;
+  return find_in_path(name);
 }
 
 std::string describe_status(int status) {

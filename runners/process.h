@@ -40,4 +40,10 @@ std::string describe_status(int status);
 // The absolute path of `name` in PATH, or empty.
 std::string find_in_path(const std::string& name);
 
+// One of this project's programs, for the program at `self`: `name` next to it
+// (installed), else in the build tree's `build_dir` beside its directory, else
+// the path in environment variable `env`, else PATH; empty if none.
+std::string find_project_tool(const std::string& self, const std::string& name,
+                              const std::string& build_dir, const char* env);
+
 }  // namespace cachefs::runners
