@@ -44,6 +44,16 @@ bool IsWholeVersion(const std::string& content, int writer, int slot) {
 
 class LoadTest : public MountTest {
  protected:
+  // Stops every daemon started (each must exit cleanly), then demands a store
+  // in which every object holds what its name says.
+  void StopAllAndVerifyTheStore() {
+    for (size_t i = 0; i < mounts_.size(); ++i) {
+      ASSERT_FALSE(mount(i).EndedUnexpectedly().has_value()) << mount(i).Log();
+      ASSERT_TRUE(mount(i).Stop());
+    }
+    const CommandResult v = Cachectl(Backing(0), {"verify"});
+    EXPECT_TRUE(v.Exited0()) << v.Describe();
+  }
   // Writers own paths w<W>/s<S>; each writes versions by temp-and-rename (the
   // way pip, npm and Go do: readers see whole versions only) or in place, and
   // records the last it wrote. Readers read random paths and check that whatever
@@ -151,10 +161,7 @@ class LoadTest : public MountTest {
 TEST_F(LoadTest, ParallelWritersAndReadersOnOneMountMatchTheModel) {
   ASSERT_TRUE(StartMount({"--cache-directory", Backing(0), "--dedup-delay", "0"}));
   RunWritersAndReaders({Mnt()}, "one mount");
-  ASSERT_FALSE(mount().EndedUnexpectedly().has_value()) << mount().Log();
-  ASSERT_TRUE(mount().Stop());
-  const CommandResult v = Cachectl(Backing(0), {"verify"});
-  EXPECT_TRUE(v.Exited0()) << v.Describe();
+  StopAllAndVerifyTheStore();
 }
 
 // The same with nothing cached by the kernel (timeouts 0, no write-back cache):
@@ -167,10 +174,7 @@ TEST_F(LoadTest, ParallelWritersAndReadersWithoutKernelCachesMatchTheModel) {
   ASSERT_TRUE(StartMount({"--cache-directory", Backing(0), "--dedup-delay", "0", "--entry-timeout",
                           "0", "--attr-timeout", "0", "--no-writeback-cache"}));
   RunWritersAndReaders({Mnt()}, "one mount, no kernel caches");
-  ASSERT_FALSE(mount().EndedUnexpectedly().has_value()) << mount().Log();
-  ASSERT_TRUE(mount().Stop());
-  const CommandResult v = Cachectl(Backing(0), {"verify"});
-  EXPECT_TRUE(v.Exited0()) << v.Describe();
+  StopAllAndVerifyTheStore();
 }
 
 // Two daemons over one backing directory and store. Lookups and attributes are
@@ -181,10 +185,7 @@ TEST_F(LoadTest, ParallelWritersAndReadersOnTwoMountsOverOneStoreMatchTheModel) 
   ASSERT_TRUE(StartMount(args, Mnt()));
   ASSERT_TRUE(StartMount(args, Mnt2()));
   RunWritersAndReaders({Mnt(), Mnt2()}, "two mounts", /*in_place=*/false);
-  ASSERT_TRUE(mount(0).Stop());
-  ASSERT_TRUE(mount(1).Stop());
-  const CommandResult v = Cachectl(Backing(0), {"verify"});
-  EXPECT_TRUE(v.Exited0()) << v.Describe();
+  StopAllAndVerifyTheStore();
 }
 
 // Two daemons over one store, files rewritten in place through both. One
@@ -204,10 +205,7 @@ TEST_F(LoadTest, TwoMountsRewritingInPlaceNeverDamageAnObject) {
   ASSERT_TRUE(StartMount(args, Mnt()));
   ASSERT_TRUE(StartMount(args, Mnt2()));
   RunWritersAndReaders({Mnt(), Mnt2()}, "two mounts, in place", /*in_place=*/true);
-  ASSERT_TRUE(mount(0).Stop());
-  ASSERT_TRUE(mount(1).Stop());
-  const CommandResult v = Cachectl(Backing(0), {"verify"});
-  EXPECT_TRUE(v.Exited0()) << v.Describe();
+  StopAllAndVerifyTheStore();
 }
 
 // fsx: random operations on one file through the mount, each checked against
