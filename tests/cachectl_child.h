@@ -1,4 +1,5 @@
-// cachectl run by a test as a child process, for the tools and remote suites
+// cachectl (or another program) run by a test as a child process, for the
+// tools and remote suites
 // (they define CACHECTL_BINARY): stdout and stderr are captured, and the test's
 // own CACHEFS_* and AWS_* environment is left out so only what a test passes
 // reaches the tool.
@@ -25,6 +26,33 @@ extern char** environ;
 
 namespace cachefs_test {
 
+// Starts `args` (argv[0] looked up in PATH) with this process's environment
+// minus CACHEFS_* and AWS_*, plus `env_extra`; stdout and stderr to `out_fd` and
+// `err_fd` when >= 0. The child's pid, or -1.
+inline pid_t Spawn(std::vector<std::string> args, const std::vector<std::string>& env_extra,
+                   int out_fd, int err_fd) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_s;
+  for (char** p = environ; *p; ++p) {
+    const std::string_view v(*p);
+    if (!v.starts_with("CACHEFS_") && !v.starts_with("AWS_")) env_s.emplace_back(v);
+  }
+  env_s.insert(env_s.end(), env_extra.begin(), env_extra.end());
+  std::vector<char*> envp;
+  for (auto& s : env_s) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (out_fd >= 0) posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+  if (err_fd >= 0) posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+  pid_t pid = -1;
+  if (posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
 struct CachectlResult {
   int status = -1;
   std::string out, err;
@@ -48,24 +76,7 @@ class CachectlChild {
     out_path_ = o;
     err_path_ = e;
     args.insert(args.begin(), CACHECTL_BINARY);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_s;
-    for (char** p = environ; *p; ++p) {
-      const std::string_view v(*p);
-      if (!v.starts_with("CACHEFS_") && !v.starts_with("AWS_")) env_s.emplace_back(v);
-    }
-    env_s.insert(env_s.end(), env_extra.begin(), env_extra.end());
-    std::vector<char*> envp;
-    for (auto& s : env_s) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out, 1);
-    posix_spawn_file_actions_adddup2(&fa, stderr_fd >= 0 ? stderr_fd : err, 2);
-    if (posix_spawn(&pid_, CACHECTL_BINARY, &fa, nullptr, argv.data(), envp.data()) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
+    pid_ = Spawn(std::move(args), env_extra, out, stderr_fd >= 0 ? stderr_fd : err);
     ::close(out);
     ::close(err);
   }

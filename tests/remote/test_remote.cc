@@ -62,30 +62,6 @@ std::string blob(size_t n, uint64_t s) {
   return out;
 }
 
-pid_t spawn(std::vector<std::string> args, const std::vector<std::string>& env, int out_fd,
-            int err_fd) {
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_s;
-  for (char** p = environ; *p; ++p) {
-    const std::string_view v(*p);
-    if (!v.starts_with("CACHEFS_") && !v.starts_with("AWS_")) env_s.emplace_back(v);
-  }
-  env_s.insert(env_s.end(), env.begin(), env.end());
-  std::vector<char*> envp;
-  for (auto& s : env_s) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (out_fd >= 0) posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-  if (err_fd >= 0) posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-  pid_t pid = -1;
-  if (posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
 using Result = cachefs_test::CachectlResult;
 using Cachectl = cachefs_test::CachectlChild;
 
@@ -155,7 +131,7 @@ class Server {
  protected:
   void start(std::vector<std::string> args, const fs::path& dir) {
     const int e = ::open((dir / "server.stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    pid_ = spawn(std::move(args), {}, e, e);
+    pid_ = cachefs_test::Spawn(std::move(args), {}, e, e);
     ::close(e);
     ASSERT_GT(pid_, 0);
     for (int i = 0; i < 200 && !port_open(port_); ++i) std::this_thread::sleep_for(25ms);
@@ -177,7 +153,7 @@ class Nginx : public Server {
     log_ = dir / "access.log";
     // openssl passwd -apr1: the hash nginx's auth_basic reads.
     const int o = ::open((dir / "htpasswd.hash").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    const pid_t p = spawn({"openssl", "passwd", "-apr1", kPassword}, {}, o, -1);
+    const pid_t p = cachefs_test::Spawn({"openssl", "passwd", "-apr1", kPassword}, {}, o, -1);
     ::close(o);
     ::waitpid(p, nullptr, 0);
     std::string hash = slurp(dir / "htpasswd.hash");
