@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "fs/filesystem.h"
+#include "fs/request_loop.h"
 
 namespace cachefs {
 namespace {
@@ -88,7 +89,8 @@ int KernelIo::kill_suidgid(int fd) {
 }
 
 ssize_t KernelIo::read(int fd, void* buf, size_t len, void* userdata) {
-  const ssize_t n = ::read(fd, buf, len);
+  RequestLoop* loop = io_of(userdata).loop_;
+  const ssize_t n = loop != nullptr ? loop->read_request(fd, buf, len) : ::read(fd, buf, len);
   t_kill_suidgid = false;
   if (n < static_cast<ssize_t>(sizeof(InHeader))) return n;
   const auto* in = static_cast<const unsigned char*>(buf);

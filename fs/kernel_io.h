@@ -22,11 +22,17 @@
 
 namespace cachefs {
 
+class RequestLoop;
+
 class KernelIo {
  public:
   // After fuse_session_mount, before the session loop. False (and libfuse's own
   // I/O kept) if libfuse refuses.
   bool install(fuse_session* se);
+
+  // Requests are read through the loop's read_request (busy-poll, then sleep)
+  // from now on. Before the loop's workers start.
+  void use_loop(RequestLoop* loop) { loop_ = loop; }
 
   // The kernel accepted FUSE_HANDLE_KILLPRIV_V2.
   bool killpriv_v2() const { return negotiated_.load(std::memory_order_acquire); }
@@ -45,6 +51,7 @@ class KernelIo {
   static ssize_t splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
                              unsigned int flags, void* userdata);
 
+  RequestLoop* loop_ = nullptr;
   std::atomic<uint64_t> init_unique_{0};  // the INIT request, until it is answered
   std::atomic<bool> offered_{false};
   std::atomic<bool> negotiated_{false};

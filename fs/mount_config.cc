@@ -24,13 +24,14 @@ namespace {
 
 // cachefs settings that -o accepts as key=value; each is the flag of the same name
 // with '_' for '-'. Boolean ones take no value.
-constexpr std::array<std::string_view, 17> kValueKeys = {"cache_directory",
+constexpr std::array<std::string_view, 18> kValueKeys = {"cache_directory",
                                                          "define_cache_directories",
                                                          "config",
                                                          "resolution_policy",
                                                          "store",
                                                          "write_mode",
                                                          "threads",
+                                                         "busy_poll",
                                                          "log_level",
                                                          "entry_timeout",
                                                          "attr_timeout",
@@ -323,6 +324,11 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   app.add_option("--threads", out.threads, "maximum FUSE worker threads")
       ->multi_option_policy(last)
       ->check(CLI::Range(1u, 1024u));
+  app.add_option("--busy-poll", out.busy_poll_us,
+                 "microseconds a worker polls for the next request before it sleeps "
+                 "(default 30; 0: never)")
+      ->multi_option_policy(last)
+      ->check(CLI::Range(0u, 10000u));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->multi_option_policy(last);
   app.add_option("--entry-timeout", out.entry_timeout, "seconds the kernel may cache names")

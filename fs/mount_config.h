@@ -26,7 +26,10 @@ struct MountConfig {
   std::string mountpoint;
   bool foreground = false;
   bool debug = false;
-  unsigned threads = 0;  // 0: libfuse's default
+  unsigned threads = 0;  // 0: the default (16)
+  // µs the listening worker polls /dev/fuse after a request before it sleeps
+  // (fs/request_loop.h); 0: sleep at once.
+  unsigned busy_poll_us = 30;
   spdlog::level::level_enum log_level = spdlog::level::info;
   // Standard mount options handed to the kernel through libfuse (allow_other, ...).
   std::vector<std::string> fuse_options;

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "fs/filesystem.h"
 #include "fs/ops.h"
+#include "fs/request_loop.h"
 
 namespace cachefs {
 namespace ops {
@@ -166,7 +167,8 @@ int run_mount(const MountConfig& cfg) {
     return 1;
   }
   // Before the first request is read: INIT is where the kill-priv flag is added.
-  if (!fs.kernel_io().install(se)) spdlog::warn("libfuse refused custom I/O: write() pays a GETXATTR");
+  const bool own_io = fs.kernel_io().install(se);
+  if (!own_io) spdlog::warn("libfuse refused custom I/O: write() pays a GETXATTR");
   guard.mounted = true;
   spdlog::info("mounted {} on {}: {} branch(es), {} resolution, {} mode, store {}",
                fs.routes().branch_dir(fs.routes().default_branch()), cfg.mountpoint,
@@ -180,13 +182,21 @@ int run_mount(const MountConfig& cfg) {
   }
   fs.start_dedup();  // after fuse_daemonize: threads do not survive its fork
 
-  fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(loop, 1);
   const unsigned threads = cfg.threads ? cfg.threads : 16;
-  fuse_loop_cfg_set_max_threads(loop, threads);
-  fuse_loop_cfg_set_idle_threads(loop, threads);
-  const int rc = fuse_session_loop_mt(se, loop);
-  fuse_loop_cfg_destroy(loop);
+  int rc;
+  if (own_io) {
+    RequestLoop loop(se, threads, cfg.busy_poll_us);
+    fs.kernel_io().use_loop(&loop);
+    rc = loop.run();
+    fs.kernel_io().use_loop(nullptr);
+  } else {
+    fuse_loop_config* loop = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(loop, 1);
+    fuse_loop_cfg_set_max_threads(loop, threads);
+    fuse_loop_cfg_set_idle_threads(loop, threads);
+    rc = fuse_session_loop_mt(se, loop);
+    fuse_loop_cfg_destroy(loop);
+  }
   spdlog::info("unmounting {}", cfg.mountpoint);
   fuse_session_unmount(se);
   guard.mounted = false;

@@ -163,6 +163,10 @@ TEST_F(CachefsCli, UnknownDashO) {
 TEST_F(CachefsCli, BadThreads) {
   expect_error({"--cache-directory", cache(), "--threads", "many", mnt()}, "--threads");
 }
+TEST_F(CachefsCli, BadBusyPoll) {
+  expect_error({"--cache-directory", cache(), "--busy-poll", "-5", mnt()}, "--busy-poll");
+  expect_error({"--cache-directory", cache(), mnt(), "-o", "busy_poll=lots"}, "--busy-poll");
+}
 TEST_F(CachefsCli, BadConfigFile) {
   std::ofstream(dir_ + "/c.yaml") << "cache-directory: " << cache() << "\nroutes: {a: 1}\n";
   expect_error({"--config", dir_ + "/c.yaml", mnt()},

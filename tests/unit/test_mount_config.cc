@@ -134,6 +134,18 @@ TEST(MountArgs, WritesGoThroughUnlessWritebackCacheIsAskedFor) {
   EXPECT_FALSE(parse({"/d", "/mnt", "-o", "no_writeback_cache"}).writeback_cache);
 }
 
+TEST(MountArgs, BusyPollIsMicrosecondsAndZeroTurnsItOff) {
+  EXPECT_EQ(parse({"--cache-directory", "/d", "/mnt"}).busy_poll_us, 30u);
+  EXPECT_EQ(parse({"--cache-directory", "/d", "--busy-poll", "0", "/mnt"}).busy_poll_us, 0u);
+  EXPECT_EQ(parse({"/d", "/mnt", "-o", "busy_poll=75"}).busy_poll_us, 75u);
+  for (const char* bad : {"-1", "fast", "10001", "1.5"}) {
+    const std::string e = error_of({"--cache-directory", "/d", "--busy-poll", bad, "/mnt"});
+    EXPECT_NE(e.find("--busy-poll"), std::string::npos) << bad << ": " << e;
+  }
+  const std::string e = error_of({"/d", "/mnt", "-o", "busy_poll=often"});
+  EXPECT_NE(e.find("--busy-poll"), std::string::npos) << e;
+}
+
 TEST(MountArgs, DashORoMeansReadonly) {
   EXPECT_EQ(parse({"/d", "/mnt", "-o", "ro"}).write_mode, WriteMode::kReadonly);
   EXPECT_EQ(parse({"--write-mode", "readonly", "--cache-directory", "/d", "/mnt"}).write_mode,

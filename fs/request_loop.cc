@@ -1,0 +1,173 @@
+#include "fs/request_loop.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+
+namespace cachefs {
+namespace {
+
+int64_t now_ns() {
+  timespec t{};
+  ::clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+RequestLoop::RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us)
+    : se_(se), threads_(threads == 0 ? 1 : threads),
+      spin_ns_(static_cast<int64_t>(busy_poll_us) * 1000) {
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+RequestLoop::~RequestLoop() {
+  if (stop_fd_ >= 0) ::close(stop_fd_);
+}
+
+int RequestLoop::run() {
+  if (stop_fd_ < 0) {
+    spdlog::error("request loop: eventfd: {}", std::strerror(errno));
+    return -1;
+  }
+  // The listener polls; replies from any worker are writes, which never block.
+  const int fd = fuse_session_fd(se_);
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+    spdlog::error("request loop: cannot make /dev/fuse non-blocking: {}", std::strerror(errno));
+    return -1;
+  }
+  // Workers take no signals: SIGTERM/SIGINT reach this thread, whose wait below
+  // they interrupt (libfuse's handlers only mark the session as exited).
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  std::vector<std::thread> workers;
+  try {
+    for (unsigned i = 0; i < threads_; ++i) workers.emplace_back([this] { worker(); });
+  } catch (const std::system_error& e) {
+    spdlog::error("request loop: cannot start worker {}: {}", workers.size() + 1, e.what());
+    failed_ = true;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  while (!failed_.load() && !stopping_.load() && !fuse_session_exited(se_)) {
+    pollfd p{stop_fd_, POLLIN, 0};
+    ::poll(&p, 1, 1000);  // a signal ends it early (EINTR); the timeout is a backstop
+  }
+  stop();
+  for (std::thread& t : workers) t.join();
+  return failed_.load() ? -1 : 0;
+}
+
+void RequestLoop::stop() {
+  stopping_ = true;
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(stop_fd_, &one, sizeof one);
+  idle_ = 0;
+  idle_.notify_all();
+  ++standby_seq_;
+  standby_seq_.notify_all();
+}
+
+void RequestLoop::worker() {
+  fuse_buf buf{};
+  while (!stopping_.load()) {
+    if (!listening_.exchange(true)) {
+      const int res = fuse_session_receive_buf(se_, &buf);
+      listening_ = false;
+      if (res > 0) {
+        ++served_;
+        fuse_session_process_buf(se_, &buf);
+        continue;
+      }
+      if (res == -EINTR || res == -EAGAIN) continue;  // the stop event, or a lost race
+      // 0: unmounted (ENODEV) or the session exited; below 0: the device failed.
+      if (res < 0) {
+        spdlog::error("request loop: reading /dev/fuse: {}", std::strerror(-res));
+        failed_ = true;
+      }
+      fuse_session_exit(se_);
+      stop();
+      break;
+    }
+    standby();
+  }
+  std::free(buf.mem);
+}
+
+void RequestLoop::standby() {
+  if (watching_.exchange(true)) {
+    // Somebody listens and somebody watches: wait until called.
+    const uint32_t seq = standby_seq_.load();
+    if (watching_.load() && !stopping_.load()) standby_seq_.wait(seq);
+    return;
+  }
+  // The watch: take over when one request has held the listener for a whole
+  // period with nobody listening.
+  uint64_t seen = served_.load();
+  bool was_unattended = false;
+  while (!stopping_.load()) {
+    if (idle_.load() == 1) {  // the listener sleeps: nothing is being served
+      idle_.wait(1);
+      was_unattended = false;
+      continue;
+    }
+    std::this_thread::sleep_for(kTakeover);
+    const bool unattended = !listening_.load();
+    const uint64_t served = served_.load();
+    if (unattended && was_unattended && served == seen) break;
+    was_unattended = unattended;
+    seen = served;
+  }
+  watching_ = false;
+  ++standby_seq_;  // a waiting worker becomes the next watch
+  standby_seq_.notify_one();
+}
+
+ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
+  const int64_t start = now_ns();
+  if (spin_ns_ > 0 && quick_.load(std::memory_order_relaxed)) {
+    do {
+      const ssize_t n = ::read(fd, buf, len);
+      if (n >= 0 || errno != EAGAIN) return n;
+      cpu_relax();
+    } while (now_ns() - start < spin_ns_);
+  }
+  for (;;) {
+    pollfd p[2] = {{fd, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    idle_ = 1;
+    const int r = ::poll(p, 2, -1);
+    idle_ = 0;
+    idle_.notify_all();
+    if (r < 0) return -1;  // EINTR: the worker loop looks at stopping_
+    if (p[1].revents != 0) {
+      errno = EINTR;
+      return -1;
+    }
+    const ssize_t n = ::read(fd, buf, len);
+    if (n >= 0 || errno != EAGAIN) {
+      quick_.store(now_ns() - start < spin_ns_, std::memory_order_relaxed);
+      return n;
+    }
+  }
+}
+
+}  // namespace cachefs

@@ -1,0 +1,69 @@
+// The daemon's request loop, in place of libfuse's fuse_session_loop_mt.
+//
+// A FUSE round trip is dominated by wake-ups. With libfuse's loop every idle
+// worker sleeps in read(2) on /dev/fuse, and each request wakes one of them,
+// usually on the other CPU: a GETATTR round trip costs ~20 µs on the 2-vCPU
+// test machines, ~11 µs when a worker is already running and finds the request
+// waiting (bench/README.md). Here:
+//
+// * One worker at a time is the listener. After each request it busy-polls the
+//   device for up to --busy-poll µs before it sleeps in poll(2), and it spins
+//   only while requests keep arriving inside that window (a build's metadata
+//   bursts: untar, rm -rf), so an idle or slowly used mount costs no CPU.
+// * The other workers wait in user space, not in the kernel's queue, so a
+//   request wakes nobody. One of them, the watch, looks every kTakeover: when the
+//   listener has spent a whole period on one request (a cold disk, an fsync) and
+//   nobody listens, the watch becomes the listener. Slow requests still overlap,
+//   up to --threads at once; a fast one is answered by the thread that read it.
+#pragma once
+
+#include <fuse_lowlevel.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+namespace cachefs {
+
+class RequestLoop {
+ public:
+  // The period after which a listener busy with one request is replaced.
+  static constexpr std::chrono::microseconds kTakeover{200};
+
+  RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us);
+  ~RequestLoop();
+  RequestLoop(const RequestLoop&) = delete;
+  RequestLoop& operator=(const RequestLoop&) = delete;
+
+  // Serves requests until the filesystem is unmounted or a signal asks the
+  // session to exit. 0, or -1 if a worker could not be started or the device
+  // failed.
+  int run();
+
+  // The listener's read of the device (KernelIo::read calls it): busy-poll, then
+  // sleep in poll(2) until a request or the stop event. read(2)'s contract.
+  ssize_t read_request(int fd, void* buf, size_t len);
+
+ private:
+  void worker();
+  void standby();  // until this thread should try to listen again
+  void stop();
+
+  fuse_session* se_;
+  const unsigned threads_;
+  const int64_t spin_ns_;
+  int stop_fd_ = -1;  // eventfd, readable once stopping
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> listening_{false};  // a worker is in read_request
+  std::atomic<bool> watching_{false};   // a worker is the watch
+  std::atomic<uint64_t> served_{0};     // requests read so far
+  std::atomic<bool> quick_{true};       // the last request came within the spin window
+  // 1 while the listener sleeps in poll(2): the mount is idle, the watch sleeps too.
+  std::atomic<uint32_t> idle_{0};
+  std::atomic<uint32_t> standby_seq_{0};  // bumped to call a waiting worker
+};
+
+}  // namespace cachefs
