@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 
 #include "fs/filesystem.h"
@@ -33,10 +34,16 @@ struct OutHeader {
 static_assert(sizeof(OutHeader) == 16);
 struct InitIn {
   uint32_t major, minor, max_readahead, flags;
+  uint32_t flags2;  // protocol 7.36, with FUSE_INIT_EXT in flags
 };
 struct InitOut {
   uint32_t major, minor, max_readahead, flags;
+  uint16_t max_background, congestion_threshold;
+  uint32_t max_write, time_gran;
+  uint16_t max_pages, map_alignment;
+  uint32_t flags2;  // read by the kernel when FUSE_INIT_EXT is in flags
 };
+static_assert(offsetof(InitOut, flags2) == 32);
 struct WriteIn {
   uint64_t fh, offset;
   uint32_t size, write_flags;
@@ -49,6 +56,8 @@ constexpr uint32_t kOpSetattr = 4;
 constexpr uint32_t kOpWrite = 16;
 constexpr uint32_t kOpInit = 26;
 constexpr uint32_t kHandleKillprivV2 = 1u << 28;  // FUSE_HANDLE_KILLPRIV_V2, protocol 7.33
+constexpr uint32_t kInitExt = 1u << 30;           // FUSE_INIT_EXT: flags2 is valid
+constexpr uint32_t kDirectIoAllowMmap = 1u << 4;  // flags2: FUSE_DIRECT_IO_ALLOW_MMAP, 7.39
 constexpr uint32_t kWriteKillSuidgid = 1u << 2;   // FUSE_WRITE_KILL_SUIDGID
 constexpr uint32_t kFattrKillSuidgid = 1u << 11;  // FATTR_KILL_SUIDGID
 
@@ -101,12 +110,15 @@ ssize_t KernelIo::read(int fd, void* buf, size_t len, void* userdata) {
     t_kill_suidgid = (reinterpret_cast<const WriteIn*>(arg)->write_flags & kWriteKillSuidgid) != 0;
   } else if (h.opcode == kOpSetattr && body >= sizeof(SetattrIn)) {
     t_kill_suidgid = (reinterpret_cast<const SetattrIn*>(arg)->valid & kFattrKillSuidgid) != 0;
-  } else if (h.opcode == kOpInit && body >= sizeof(InitIn)) {
+  } else if (h.opcode == kOpInit && body >= offsetof(InitIn, flags2)) {
     const auto& init = *reinterpret_cast<const InitIn*>(arg);
     KernelIo& self = io_of(userdata);
     // 7.33 brought the flag; a kernel that offers it says so in its flags.
     self.offered_.store(init.major == 7 && init.minor >= 33 && (init.flags & kHandleKillprivV2),
                         std::memory_order_release);
+    const bool ext = (init.flags & kInitExt) != 0 && body >= sizeof(InitIn);
+    self.mmap_offered_.store(init.major == 7 && ext && (init.flags2 & kDirectIoAllowMmap),
+                             std::memory_order_release);
     self.init_unique_.store(h.unique, std::memory_order_release);
   }
   return n;
@@ -120,10 +132,16 @@ ssize_t KernelIo::writev(int fd, struct iovec* iov, int count, void* userdata) {
     const auto& oh = *static_cast<const OutHeader*>(iov[0].iov_base);
     if (oh.unique == init) {
       self.init_unique_.store(0, std::memory_order_release);
+      auto& out = *static_cast<InitOut*>(iov[1].iov_base);
       if (oh.error == 0 && self.offered_.load(std::memory_order_acquire)) {
-        // libfuse's own reply buffer: add the flag it does not know.
-        static_cast<InitOut*>(iov[1].iov_base)->flags |= kHandleKillprivV2;
+        // libfuse's own reply buffer: add the flags it does not know.
+        out.flags |= kHandleKillprivV2;
         self.negotiated_.store(true, std::memory_order_release);
+      }
+      if (oh.error == 0 && self.mmap_offered_.load(std::memory_order_acquire) &&
+          (out.flags & kInitExt) != 0) {
+        out.flags2 |= kDirectIoAllowMmap;
+        self.direct_io_mmap_.store(true, std::memory_order_release);
       }
     }
   }

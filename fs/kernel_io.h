@@ -1,6 +1,7 @@
 // The daemon's own reads and writes of /dev/fuse (libfuse's custom I/O), for
-// the one thing libfuse 3.14 cannot negotiate that the kernel offers:
-// FUSE_HANDLE_KILLPRIV_V2.
+// what libfuse 3.14 cannot negotiate that the kernel offers:
+// FUSE_HANDLE_KILLPRIV_V2 and FUSE_DIRECT_IO_ALLOW_MMAP, and for the request
+// loop's busy-polling read (request_loop.h).
 //
 // Without it the kernel must ask, before every write() to a file, whether the
 // file carries security.capability (a GETXATTR round trip per write call: a
@@ -37,6 +38,11 @@ class KernelIo {
   // The kernel accepted FUSE_HANDLE_KILLPRIV_V2.
   bool killpriv_v2() const { return negotiated_.load(std::memory_order_acquire); }
 
+  // The kernel accepted FUSE_DIRECT_IO_ALLOW_MMAP (6.6+): a handle opened with
+  // direct I/O may still be mapped shared, so one can be given to files a build
+  // creates (ops::create says why).
+  bool direct_io_mmap() const { return direct_io_mmap_.load(std::memory_order_acquire); }
+
   // The request this thread is handling asks the filesystem to clear the
   // set-user-id bit, and the set-group-id bit if group execution is allowed.
   static bool kill_suidgid();
@@ -55,6 +61,8 @@ class KernelIo {
   std::atomic<uint64_t> init_unique_{0};  // the INIT request, until it is answered
   std::atomic<bool> offered_{false};
   std::atomic<bool> negotiated_{false};
+  std::atomic<bool> mmap_offered_{false};
+  std::atomic<bool> direct_io_mmap_{false};
 };
 
 }  // namespace cachefs

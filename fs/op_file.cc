@@ -92,6 +92,16 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
   }
   fi->fh = 0;
   fi->keep_cache = 1;
+  // The creator's handle does direct I/O (write-through mode, where the kernel
+  // allows shared mappings of it): each write() is one WRITE. Through the page
+  // cache a write that starts inside a page the cache does not hold whole (every
+  // write after the first of a file written in chunks that are not page
+  // multiples, as tar's are) is split in two WRITEs, and the first write of the
+  // file costs a GETXATTR of security.capability, which the direct path does
+  // not ask. Reading the file back costs the same either way: the page cache
+  // would not hold its partial pages. Later opens (no OPEN at all) use the
+  // page cache as usual.
+  fi->direct_io = fs.kernel_io().direct_io_mmap() && !fs.writeback ? 1 : 0;
   fuse_reply_create(req, &e, fi);
 }
 
