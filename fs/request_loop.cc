@@ -87,26 +87,45 @@ void RequestLoop::stop() {
   standby_seq_.notify_all();
 }
 
+// The first listener needs no invitation; more listen only when called.
+bool RequestLoop::may_listen() {
+  if (listeners_.load() == 0) return true;
+  int r = recruits_.load();
+  while (r > 0) {
+    if (recruits_.compare_exchange_weak(r, r - 1)) return true;
+  }
+  return false;
+}
+
+void RequestLoop::call_one() {
+  ++standby_seq_;
+  standby_seq_.notify_one();
+}
+
 void RequestLoop::worker() {
   fuse_buf buf{};
   while (!stopping_.load()) {
-    if (!listening_.exchange(true)) {
+    if (may_listen()) {
+      ++listeners_;
       const int res = fuse_session_receive_buf(se_, &buf);
-      listening_ = false;
+      --listeners_;
       if (res > 0) {
         ++served_;
         fuse_session_process_buf(se_, &buf);
         continue;
       }
-      if (res == -EINTR || res == -EAGAIN) continue;  // the stop event, or a lost race
-      // 0: unmounted (ENODEV) or the session exited; below 0: the device failed.
-      if (res < 0) {
-        spdlog::error("request loop: reading /dev/fuse: {}", std::strerror(-res));
-        failed_ = true;
+      if (res == -EINTR) continue;  // the stop event, or a signal
+      if (res != -EAGAIN) {
+        // 0: unmounted (ENODEV) or the session exited; below 0: the device failed.
+        if (res < 0) {
+          spdlog::error("request loop: reading /dev/fuse: {}", std::strerror(-res));
+          failed_ = true;
+        }
+        fuse_session_exit(se_);
+        stop();
+        break;
       }
-      fuse_session_exit(se_);
-      stop();
-      break;
+      // EAGAIN: nothing came and another listener sleeps in poll(2): wait.
     }
     standby();
   }
@@ -115,9 +134,11 @@ void RequestLoop::worker() {
 
 void RequestLoop::standby() {
   if (watching_.exchange(true)) {
-    // Somebody listens and somebody watches: wait until called.
+    // Somebody watches: wait until called (to listen, or to watch).
     const uint32_t seq = standby_seq_.load();
-    if (watching_.load() && !stopping_.load()) standby_seq_.wait(seq);
+    ++waiting_;
+    if (watching_.load() && recruits_.load() == 0 && !stopping_.load()) standby_seq_.wait(seq);
+    --waiting_;
     return;
   }
   // The watch: take over when one request has held the listener for a whole
@@ -125,31 +146,49 @@ void RequestLoop::standby() {
   uint64_t seen = served_.load();
   bool was_unattended = false;
   while (!stopping_.load()) {
-    if (idle_.load() == 1) {  // the listener sleeps: nothing is being served
+    if (idle_.load() == 1) {  // a listener sleeps: nothing is being served
       idle_.wait(1);
       was_unattended = false;
       continue;
     }
     std::this_thread::sleep_for(kTakeover);
-    const bool unattended = !listening_.load();
+    const bool unattended = listeners_.load() == 0;
     const uint64_t served = served_.load();
     if (unattended && was_unattended && served == seen) break;
     was_unattended = unattended;
     seen = served;
   }
   watching_ = false;
-  ++standby_seq_;  // a waiting worker becomes the next watch
-  standby_seq_.notify_one();
+  call_one();  // a waiting worker becomes the next watch
 }
 
 ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
   const int64_t start = now_ns();
-  if (spin_ns_ > 0 && quick_.load(std::memory_order_relaxed)) {
+  // Requests already queued twice running (not just a FORGET or RELEASE the
+  // kernel sent behind a request): more than this worker is needed.
+  thread_local int backlog = 0;
+  ssize_t n = ::read(fd, buf, len);
+  if (n >= 0 || errno != EAGAIN) {
+    if (n > 0 && ++backlog >= 2 && waiting_.load() > 0 && recruits_.load() == 0) {
+      backlog = 0;
+      ++recruits_;
+      call_one();
+    }
+    return n;
+  }
+  backlog = 0;
+  // Only a lone listener spins, while requests keep coming.
+  if (spin_ns_ > 0 && quick_.load(std::memory_order_relaxed) && listeners_.load() == 1) {
     do {
-      const ssize_t n = ::read(fd, buf, len);
-      if (n >= 0 || errno != EAGAIN) return n;
       cpu_relax();
+      n = ::read(fd, buf, len);
+      if (n >= 0 || errno != EAGAIN) return n;
     } while (now_ns() - start < spin_ns_);
+  }
+  // Nothing within the window: sleep in poll(2), unless another listener does.
+  if (sleeper_.exchange(true)) {
+    errno = EAGAIN;
+    return -1;
   }
   for (;;) {
     pollfd p[2] = {{fd, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
@@ -157,13 +196,14 @@ ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
     const int r = ::poll(p, 2, -1);
     idle_ = 0;
     idle_.notify_all();
-    if (r < 0) return -1;  // EINTR: the worker loop looks at stopping_
-    if (p[1].revents != 0) {
-      errno = EINTR;
+    if (r < 0 || p[1].revents != 0) {
+      sleeper_ = false;
+      if (r >= 0) errno = EINTR;  // the stop event: the worker loop looks at stopping_
       return -1;
     }
-    const ssize_t n = ::read(fd, buf, len);
+    n = ::read(fd, buf, len);
     if (n >= 0 || errno != EAGAIN) {
+      sleeper_ = false;
       quick_.store(now_ns() - start < spin_ns_, std::memory_order_relaxed);
       return n;
     }

@@ -6,15 +6,20 @@
 // test machines, ~11 µs when a worker is already running and finds the request
 // waiting (bench/README.md). Here:
 //
-// * One worker at a time is the listener. After each request it busy-polls the
-//   device for up to --busy-poll µs before it sleeps in poll(2), and it spins
-//   only while requests keep arriving inside that window (a build's metadata
+// * One worker is the listener. After each request it busy-polls the device
+//   for up to --busy-poll µs before it sleeps in poll(2), and it spins only
+//   while requests keep arriving inside that window (a build's metadata
 //   bursts: untar, rm -rf), so an idle or slowly used mount costs no CPU.
 // * The other workers wait in user space, not in the kernel's queue, so a
-//   request wakes nobody. One of them, the watch, looks every kTakeover: when the
-//   listener has spent a whole period on one request (a cold disk, an fsync) and
-//   nobody listens, the watch becomes the listener. Slow requests still overlap,
-//   up to --threads at once; a fast one is answered by the thread that read it.
+//   request wakes nobody. When a listener finds requests already queued (more
+//   than one client at work), it calls one more worker to listen beside it, so
+//   a parallel build is served by as many workers as it keeps busy; a worker
+//   that then finds nothing within its window goes back to waiting, and at
+//   most one ever sleeps in poll(2).
+// * One waiting worker, the watch, looks every kTakeover: when one request has
+//   held the only listener for a whole period (a cold disk, an fsync) and
+//   nobody listens, the watch becomes a listener. Slow requests still overlap,
+//   up to --threads at once.
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -48,6 +53,8 @@ class RequestLoop {
  private:
   void worker();
   void standby();  // until this thread should try to listen again
+  bool may_listen();
+  void call_one();  // wakes a waiting worker
   void stop();
 
   fuse_session* se_;
@@ -57,7 +64,10 @@ class RequestLoop {
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> failed_{false};
-  std::atomic<bool> listening_{false};  // a worker is in read_request
+  std::atomic<int> listeners_{0};   // workers in read_request
+  std::atomic<int> recruits_{0};    // workers called to listen beside the others
+  std::atomic<int> waiting_{0};     // workers waiting to be called
+  std::atomic<bool> sleeper_{false};  // a listener sleeps in poll(2)
   std::atomic<bool> watching_{false};   // a worker is the watch
   std::atomic<uint64_t> served_{0};     // requests read so far
   std::atomic<bool> quick_{true};       // the last request came within the spin window
