@@ -466,6 +466,7 @@ std::string Filesystem::stats_json() {
       .set("dedup_busy", c(counters.dedup_busy))
       .set("cow_breaks", c(counters.cow_breaks))
       .set("cow_bytes", c(counters.cow_bytes))
+      .set("listeners_called", c(counters.listeners_called))
       .set("open_files", FdSlot::open_count());
   Json doc = Json::object();
   doc.set("pid", static_cast<int64_t>(::getpid()))

@@ -33,9 +33,10 @@ void cpu_relax() {
 
 }  // namespace
 
-RequestLoop::RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us)
+RequestLoop::RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us,
+                         std::atomic<uint64_t>& called)
     : se_(se), threads_(threads == 0 ? 1 : threads),
-      spin_ns_(static_cast<int64_t>(busy_poll_us) * 1000) {
+      spin_ns_(static_cast<int64_t>(busy_poll_us) * 1000), called_(called) {
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
@@ -172,6 +173,7 @@ ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
     if (n > 0 && ++backlog >= 2 && waiting_.load() > 0 && recruits_.load() == 0) {
       backlog = 0;
       ++recruits_;
+      called_.fetch_add(1, std::memory_order_relaxed);
       call_one();
     }
     return n;

@@ -36,7 +36,9 @@ class RequestLoop {
   // The period after which a listener busy with one request is replaced.
   static constexpr std::chrono::microseconds kTakeover{200};
 
-  RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us);
+  // `called` counts the workers called to listen beside the others.
+  RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us,
+              std::atomic<uint64_t>& called);
   ~RequestLoop();
   RequestLoop(const RequestLoop&) = delete;
   RequestLoop& operator=(const RequestLoop&) = delete;
@@ -60,6 +62,7 @@ class RequestLoop {
   fuse_session* se_;
   const unsigned threads_;
   const int64_t spin_ns_;
+  std::atomic<uint64_t>& called_;
   int stop_fd_ = -1;  // eventfd, readable once stopping
 
   std::atomic<bool> stopping_{false};

@@ -185,7 +185,7 @@ int run_mount(const MountConfig& cfg) {
   const unsigned threads = cfg.threads ? cfg.threads : 16;
   int rc;
   if (own_io) {
-    RequestLoop loop(se, threads, cfg.busy_poll_us);
+    RequestLoop loop(se, threads, cfg.busy_poll_us, fs.counters.listeners_called);
     fs.kernel_io().use_loop(&loop);
     rc = loop.run();
     fs.kernel_io().use_loop(nullptr);

@@ -11,14 +11,17 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "mount_fixture.h"
 
@@ -114,6 +117,35 @@ TEST_F(RequestLoopTest, WithOneWorkerABlockedRequestHoldsUpTheRest) {
   ASSERT_EQ(others.wait_for(10s), std::future_status::ready);
   EXPECT_TRUE(others.get());
   EXPECT_EQ(ReadFile(InBacking(0, "held")), "after!");
+  ASSERT_TRUE(mount().Stop());
+}
+
+// Several clients at once (a parallel build): the listener finds requests
+// queued and calls more workers to listen beside it (counted in the mount's
+// stats), so the load spreads over workers instead of one serving everything
+// in turn.
+TEST_F(RequestLoopTest, ParallelClientsCallMoreListeners) {
+  ASSERT_TRUE(StartMount(SingleArgs()));
+  const auto called = [this] {
+    char buf[4096];
+    const ssize_t n = ::getxattr(Mnt().c_str(), "trusted.cachefs.stats", buf, sizeof buf);
+    const std::string json = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    const size_t at = json.find("\"listeners_called\":");
+    return at == std::string::npos ? UINT64_MAX : std::strtoull(json.c_str() + at + 19, nullptr, 10);
+  };
+  const uint64_t before = called();
+  ASSERT_NE(before, UINT64_MAX) << "no listeners_called in the stats";
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([this, c] {
+      struct stat cst {};
+      for (int i = 0; i < 3000; ++i) {
+        ::lstat(Mnt("absent-" + std::to_string(c) + "-" + std::to_string(i % 50)).c_str(), &cst);
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_GT(called(), before) << "8 clients at once never called a second listener";
   ASSERT_TRUE(mount().Stop());
 }
 
