@@ -105,10 +105,24 @@ class Server {
     pid_ = -1;
   }
   int port() const { return port_; }
+  // The access log once it stops growing: a server logs a request after it
+  // has sent the response, so the client may be done before the last line is.
+  std::string settled_log() const {
+    std::string last = slurp(log_);
+    for (int i = 0; i < 40; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::string now = slurp(log_);
+      if (now == last) break;
+      last = std::move(now);
+    }
+    return last;
+  }
   // "METHOD PATH STATUS BYTES" lines: bytes of response bodies with `method`
-  // under `path_part`, status 2xx.
-  uint64_t bytes_sent(const std::string& method, const std::string& path_part) const {
-    std::istringstream in(slurp(log_));
+  // under `path_part`, status 2xx. `settle`: once the log stops growing (after
+  // a client is done); without, as it is now (to watch a transfer in flight).
+  uint64_t bytes_sent(const std::string& method, const std::string& path_part,
+                      bool settle = true) const {
+    std::istringstream in(settle ? settled_log() : slurp(log_));
     std::string m, p;
     int status;
     uint64_t bytes, total = 0;
@@ -117,8 +131,9 @@ class Server {
     }
     return total;
   }
-  size_t requests(const std::string& method, const std::string& path_part) const {
-    std::istringstream in(slurp(log_));
+  size_t requests(const std::string& method, const std::string& path_part,
+                  bool settle = true) const {
+    std::istringstream in(settle ? settled_log() : slurp(log_));
     std::string m, p;
     int status;
     uint64_t bytes;
@@ -410,8 +425,10 @@ TEST_F(Remote, ServerKilledMidPullLeavesNoFileAndTheNextPullFinishes) {
   nginx().clear_log();
   const fs::path d = root_ / "d";
   Cachectl pull({"pull", url, d.string(), "-j", "1", "--retries", "1", "--timeout", "2"});
-  for (int i = 0; i < 200 && nginx().requests("GET", "/objects/") < 5; ++i) std::this_thread::sleep_for(20ms);
-  ASSERT_GE(nginx().requests("GET", "/objects/"), 5u);
+  for (int i = 0; i < 200 && nginx().requests("GET", "/objects/", false) < 5; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_GE(nginx().requests("GET", "/objects/", false), 5u);
   nginx().stop(SIGKILL);
   Result r = pull.finish();
   // Refused, reset or cut short, depending on where the kill fell.
@@ -437,8 +454,10 @@ TEST_F(Remote, PushKilledMidwayLeavesTheOldRef) {
   for (int i = 0; i < 60; ++i) write(v2 / ("f" + std::to_string(i)), blob(32768, 500 + i));
   nginx().clear_log();
   Cachectl push({"push", v2.string(), url, "-j", "2"});
-  for (int i = 0; i < 200 && nginx().requests("PUT", "/objects/") < 5; ++i) std::this_thread::sleep_for(20ms);
-  ASSERT_GE(nginx().requests("PUT", "/objects/"), 5u);
+  for (int i = 0; i < 200 && nginx().requests("PUT", "/objects/", false) < 5; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_GE(nginx().requests("PUT", "/objects/", false), 5u);
   ::kill(push.pid(), SIGKILL);
   push.finish();
   EXPECT_EQ(slurp(nginx().data() / "slow/p/refs/latest"), ref_before);
@@ -541,7 +560,7 @@ TEST_F(Remote, S3RoundTripSignedWithSigV4) {
   EXPECT_EQ(tree(c), tree(d));
   // node logs a response when it has flushed it, which may come after curl has it all.
   const uint64_t want = num(r.json(), "bytes_transferred");
-  for (int i = 0; i < 100 && s3().bytes_sent("GET", "/cache/ci/x/objects/") < want; ++i)
+  for (int i = 0; i < 100 && s3().bytes_sent("GET", "/cache/ci/x/objects/", false) < want; ++i)
     std::this_thread::sleep_for(20ms);
   EXPECT_EQ(s3().bytes_sent("GET", "/cache/ci/x/objects/"), want);
   r = run({"push", c.string(), url, "--json"}, s3().env());
