@@ -33,6 +33,16 @@ void cpu_relax() {
 
 }  // namespace
 
+SignalsBlocked::SignalsBlocked() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old_);
+}
+
+SignalsBlocked::~SignalsBlocked() {
+  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+}
+
 RequestLoop::RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us,
                          std::atomic<uint64_t>& called)
     : se_(se), threads_(threads == 0 ? 1 : threads),
@@ -58,17 +68,16 @@ int RequestLoop::run() {
   }
   // Workers take no signals: SIGTERM/SIGINT reach this thread, whose wait below
   // they interrupt (libfuse's handlers only mark the session as exited).
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
   std::vector<std::thread> workers;
-  try {
-    for (unsigned i = 0; i < threads_; ++i) workers.emplace_back([this] { worker(); });
-  } catch (const std::system_error& e) {
-    spdlog::error("request loop: cannot start worker {}: {}", workers.size() + 1, e.what());
-    failed_ = true;
+  {
+    const SignalsBlocked blocked;
+    try {
+      for (unsigned i = 0; i < threads_; ++i) workers.emplace_back([this] { worker(); });
+    } catch (const std::system_error& e) {
+      spdlog::error("request loop: cannot start worker {}: {}", workers.size() + 1, e.what());
+      failed_ = true;
+    }
   }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   while (!failed_.load() && !stopping_.load() && !fuse_session_exited(se_)) {
     pollfd p{stop_fd_, POLLIN, 0};
     ::poll(&p, 1, 1000);  // a signal ends it early (EINTR); the timeout is a backstop
