@@ -12,6 +12,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "fs/filesystem.h"
 
 namespace cachefs {
@@ -28,7 +29,9 @@ Deduper::~Deduper() {
 }
 
 void Deduper::start() {
-  if (!worker_.joinable()) worker_ = std::thread([this] { run(); });
+  if (worker_.joinable()) return;
+  const SignalsBlocked blocked;  // the worker never takes the daemon's signals
+  worker_ = std::thread([this] { run(); });
 }
 
 void Deduper::schedule(Node* n) {

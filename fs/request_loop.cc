@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/signals.h"
 
 namespace cachefs {
 namespace {
@@ -32,16 +33,6 @@ void cpu_relax() {
 }
 
 }  // namespace
-
-SignalsBlocked::SignalsBlocked() {
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old_);
-}
-
-SignalsBlocked::~SignalsBlocked() {
-  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-}
 
 RequestLoop::RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us,
                          std::atomic<uint64_t>& called)

@@ -23,7 +23,6 @@
 #pragma once
 
 #include <fuse_lowlevel.h>
-#include <signal.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -31,20 +30,6 @@
 #include <cstdint>
 
 namespace cachefs {
-
-// Blocks every signal in this thread while it lives: threads started meanwhile
-// inherit the mask, so SIGTERM/SIGINT always reach the thread that waits for
-// them (a signal sent meanwhile stays pending until then).
-class SignalsBlocked {
- public:
-  SignalsBlocked();
-  ~SignalsBlocked();
-  SignalsBlocked(const SignalsBlocked&) = delete;
-  SignalsBlocked& operator=(const SignalsBlocked&) = delete;
-
- private:
-  sigset_t old_;
-};
 
 class RequestLoop {
  public:

@@ -180,13 +180,7 @@ int run_mount(const MountConfig& cfg) {
   if (!cfg.pid_file.empty()) {
     std::ofstream(cfg.pid_file) << ::getpid() << "\n";
   }
-  {
-    // After fuse_daemonize (threads do not survive its fork), and taking no
-    // signals: one that reached the dedup thread while the request loop starts
-    // its workers would wait there (sanitizer builds run handlers late).
-    const SignalsBlocked blocked;
-    fs.start_dedup();
-  }
+  fs.start_dedup();  // after fuse_daemonize: threads do not survive its fork
 
   const unsigned threads = cfg.threads ? cfg.threads : 16;
   int rc;

@@ -586,6 +586,19 @@ std::vector<std::string> MountTest::SingleArgs() const {
   return {"--cache-directory", Backing(0)};
 }
 
+std::string MountTest::Stats(const std::string& mnt) const {
+  char buf[4096];
+  const ssize_t n =
+      ::getxattr((mnt.empty() ? Mnt() : mnt).c_str(), "trusted.cachefs.stats", buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+uint64_t MountTest::Counter(const std::string& json, const std::string& name) {
+  const size_t at = json.find("\"" + name + "\":");
+  if (at == std::string::npos) return UINT64_MAX;
+  return std::strtoull(json.c_str() + at + name.size() + 3, nullptr, 10);
+}
+
 std::vector<std::string> MountTest::RoutedArgs() const {
   return {"--define-cache-directories",
           Backing(1) + "=\\.one$|" + Backing(2) + "=\\.two$|" + Backing(0) + "="};

@@ -164,6 +164,12 @@ class MountTest : public ::testing::Test {
   // b1 for names ending ".one", b2 for ".two", b0 catch-all.
   std::vector<std::string> RoutedArgs() const;
 
+  // The live counters of the mount at `mnt` (default: Mnt()): the JSON of its
+  // root's trusted.cachefs.stats ("" if unreadable).
+  std::string Stats(const std::string& mnt = "") const;
+  // One counter of that JSON; UINT64_MAX if it is not there.
+  static uint64_t Counter(const std::string& json, const std::string& name);
+
   TempArea temp_;
   std::vector<std::unique_ptr<CachefsProcess>> mounts_;
   size_t next_log_ = 0;

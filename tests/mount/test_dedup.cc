@@ -39,18 +39,6 @@ class DedupTest : public MountTest {
     }
     return false;
   }
-  // The live counters of the mount at `mnt` (default: Mnt()).
-  std::string Stats(const std::string& mnt = "") const {
-    char buf[4096];
-    const ssize_t n =
-        ::getxattr((mnt.empty() ? Mnt() : mnt).c_str(), "trusted.cachefs.stats", buf, sizeof buf);
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-  }
-  static uint64_t Counter(const std::string& json, const std::string& name) {
-    const size_t at = json.find("\"" + name + "\":");
-    if (at == std::string::npos) return UINT64_MAX;
-    return std::strtoull(json.c_str() + at + name.size() + 3, nullptr, 10);
-  }
   // Waits until the daemon has nothing queued: its counters stop moving.
   void Settle() const {
     std::string last;

@@ -11,12 +11,10 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <sstream>
@@ -126,13 +124,7 @@ TEST_F(RequestLoopTest, WithOneWorkerABlockedRequestHoldsUpTheRest) {
 // in turn.
 TEST_F(RequestLoopTest, ParallelClientsCallMoreListeners) {
   ASSERT_TRUE(StartMount(SingleArgs()));
-  const auto called = [this] {
-    char buf[4096];
-    const ssize_t n = ::getxattr(Mnt().c_str(), "trusted.cachefs.stats", buf, sizeof buf);
-    const std::string json = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-    const size_t at = json.find("\"listeners_called\":");
-    return at == std::string::npos ? UINT64_MAX : std::strtoull(json.c_str() + at + 19, nullptr, 10);
-  };
+  const auto called = [this] { return Counter(Stats(), "listeners_called"); };
   const uint64_t before = called();
   ASSERT_NE(before, UINT64_MAX) << "no listeners_called in the stats";
   // Clients as light as can be (paths made beforehand), until a call is seen
