@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/signals.h"
 #include "fs/filesystem.h"
+#include "fs/prefetch.h"
 
 namespace cachefs {
 
@@ -470,6 +471,8 @@ std::string Filesystem::stats_json() {
       .set("cow_breaks", c(counters.cow_breaks))
       .set("cow_bytes", c(counters.cow_bytes))
       .set("listeners_called", c(counters.listeners_called))
+      .set("prefetch_dirs", prefetcher_->dirs_read())
+      .set("prefetch_files", prefetcher_->files_read())
       .set("open_files", FdSlot::open_count());
   Json doc = Json::object();
   doc.set("pid", static_cast<int64_t>(::getpid()))

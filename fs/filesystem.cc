@@ -11,9 +11,14 @@
 #include "common/error.h"
 #include "fs/dedup.h"
 #include "fs/overlay.h"
+#include "fs/prefetch.h"
 
 namespace cachefs {
 namespace {
+
+// Files whose data the prefetcher reads ahead: the small ones a build opens by
+// the thousand. Larger files get the kernel's own read-ahead once read.
+constexpr uint64_t kPrefetchFileBytes = 256 * 1024;
 
 std::vector<UniqueFd> open_roots(const RouteTable& routes, const UpperLayer* upper) {
   std::vector<UniqueFd> fds;
@@ -76,6 +81,7 @@ Filesystem::Filesystem(const MountConfig& cfg)
                              nodes_.root()->dirs[upper()].slot.lease().get());
   }
   deduper_ = std::make_unique<Deduper>(*this, cfg_.dedup_delay);
+  prefetcher_ = std::make_unique<Prefetcher>(cfg_.prefetch_threads, kPrefetchFileBytes);
   if (::access("/proc/self/fd", R_OK) != 0) {
     throw UsageError("/proc is not mounted: cachefs reopens files through /proc/self/fd");
   }

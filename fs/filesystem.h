@@ -27,6 +27,7 @@
 namespace cachefs {
 
 class Deduper;
+class Prefetcher;
 struct UpperLayer;
 
 // What a mount has done since it started (cachectl stats --mount).
@@ -216,6 +217,7 @@ class Filesystem {
   bool dedup_on(BranchIndex b) const { return cfg_.dedup && shares_store_[b]; }
   void start_dedup();
   void stop_dedup();  // finishes what is queued, then stops
+  Prefetcher& prefetcher() { return *prefetcher_; }
   const store::Store& store() const { return *store_; }
   Counters counters;
   // The live counters and settings as one JSON object.
@@ -262,6 +264,7 @@ class Filesystem {
   // deduplicate its files: writes there take the write lock (begin_write).
   std::vector<bool> shares_store_;
   std::unique_ptr<Deduper> deduper_;
+  std::unique_ptr<Prefetcher> prefetcher_;
   // Writers hold a node's stripe shared; swapping its backing takes it exclusive.
   static constexpr size_t kIoStripes = 64;
   std::shared_mutex io_mu_[kIoStripes];

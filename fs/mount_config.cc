@@ -24,7 +24,7 @@ namespace {
 
 // cachefs settings that -o accepts as key=value; each is the flag of the same name
 // with '_' for '-'. Boolean ones take no value.
-constexpr std::array<std::string_view, 18> kValueKeys = {"cache_directory",
+constexpr std::array<std::string_view, 19> kValueKeys = {"cache_directory",
                                                          "define_cache_directories",
                                                          "config",
                                                          "resolution_policy",
@@ -32,6 +32,7 @@ constexpr std::array<std::string_view, 18> kValueKeys = {"cache_directory",
                                                          "write_mode",
                                                          "threads",
                                                          "busy_poll",
+                                                         "prefetch_threads",
                                                          "log_level",
                                                          "entry_timeout",
                                                          "attr_timeout",
@@ -329,6 +330,11 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
                  "(default 30; 0: never)")
       ->multi_option_policy(last)
       ->check(CLI::Range(0u, 10000u));
+  app.add_option("--prefetch-threads", out.prefetch_threads,
+                 "threads that read directories and small files ahead of the reader "
+                 "(default 8; 0: none)")
+      ->multi_option_policy(last)
+      ->check(CLI::Range(0u, 64u));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->multi_option_policy(last);
   app.add_option("--entry-timeout", out.entry_timeout, "seconds the kernel may cache names")

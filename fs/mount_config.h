@@ -30,6 +30,9 @@ struct MountConfig {
   // µs the listening worker polls /dev/fuse after a request before it sleeps
   // (fs/request_loop.h); 0: sleep at once.
   unsigned busy_poll_us = 30;
+  // Background threads that read directories (and small files, while the mount
+  // is being read) ahead of the reader (fs/prefetch.h); 0: none.
+  unsigned prefetch_threads = 8;
   spdlog::level::level_enum log_level = spdlog::level::info;
   // Standard mount options handed to the kernel through libfuse (allow_other, ...).
   std::vector<std::string> fuse_options;

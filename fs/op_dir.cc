@@ -9,6 +9,7 @@
 
 #include "fs/filesystem.h"
 #include "fs/ops.h"
+#include "fs/prefetch.h"
 
 namespace cachefs::ops {
 namespace {
@@ -65,6 +66,7 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
     if (dp == nullptr) continue;
     fd.release();
     any = true;
+    Prefetcher::Job ahead;
     struct stat bst {};
     ::fstat(::dirfd(dp), &bst);
     out.mtimes[b] = bst.st_mtim;
@@ -84,6 +86,11 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
         }
       }
       if (type == DT_DIR && fs.is_store(st)) continue;
+      if (type == DT_DIR) {
+        ahead.dirs.emplace_back(name);
+      } else if (type == DT_REG) {
+        ahead.files.emplace_back(name);
+      }
       auto [it, inserted] = index.try_emplace(std::string(name), seen.size());
       if (inserted) {
         seen.emplace_back();
@@ -93,6 +100,11 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
       (type == DT_DIR ? s.dir_mask : s.other_mask) |= 1u << b;
       s.ino[b] = fs.shown_ino(bi, st);
       s.type[b] = type;
+    }
+    if (fs.prefetcher().enabled()) {
+      fs.prefetcher().note_listed(ahead.files.size());
+      ahead.dir = UniqueFd(::fcntl(::dirfd(dp), F_DUPFD_CLOEXEC, 0));
+      if (ahead.dir) fs.prefetcher().submit(std::move(ahead));
     }
     ::closedir(dp);
   }

@@ -7,6 +7,7 @@
 
 #include "fs/filesystem.h"
 #include "fs/ops.h"
+#include "fs/prefetch.h"
 
 namespace cachefs::ops {
 namespace {
@@ -122,6 +123,7 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   Node* n = fs.nodes().node(ino);
   if (!n->read_counted.load(std::memory_order_relaxed) && !n->read_counted.exchange(true)) {
     fs.counters.files_read.fetch_add(1, std::memory_order_relaxed);
+    fs.prefetcher().note_first_read();
   }
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "fs/filesystem.h"
 #include "fs/ops.h"
+#include "fs/prefetch.h"
 #include "fs/request_loop.h"
 
 namespace cachefs {
@@ -105,7 +106,8 @@ std::string escape_opt(std::string_view v) {
 }
 
 // Raises the soft descriptor limit to the hard one and returns the budget of
-// descriptors nodes may keep open (the rest is headroom for requests in flight).
+// descriptors nodes may keep open (the rest is headroom for requests in flight
+// and for the prefetcher's queue and threads: 64 + 3 per thread at most).
 int64_t fd_budget(unsigned asked) {
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
@@ -114,7 +116,7 @@ int64_t fd_budget(unsigned asked) {
   }
   ::getrlimit(RLIMIT_NOFILE, &lim);
   const auto limit = static_cast<int64_t>(lim.rlim_cur);
-  if (asked != 0) return std::min<int64_t>(asked, limit - 64);
+  if (asked != 0) return std::min<int64_t>(asked, limit - 64 - 64 - 3 * 64);
   return std::max<int64_t>(16, limit * 7 / 10);
 }
 
@@ -181,6 +183,7 @@ int run_mount(const MountConfig& cfg) {
     std::ofstream(cfg.pid_file) << ::getpid() << "\n";
   }
   fs.start_dedup();  // after fuse_daemonize: threads do not survive its fork
+  fs.prefetcher().start();
 
   const unsigned threads = cfg.threads ? cfg.threads : 16;
   int rc;
@@ -198,6 +201,7 @@ int run_mount(const MountConfig& cfg) {
     fuse_loop_cfg_destroy(loop);
   }
   spdlog::info("unmounting {}", cfg.mountpoint);
+  fs.prefetcher().stop();
   fuse_session_unmount(se);
   guard.mounted = false;
   // The mount is gone; files still waiting for dedup are done now (the backing

@@ -146,6 +146,19 @@ TEST(MountArgs, BusyPollIsMicrosecondsAndZeroTurnsItOff) {
   EXPECT_NE(e.find("--busy-poll"), std::string::npos) << e;
 }
 
+TEST(MountArgs, PrefetchThreadsAreCountedAndZeroTurnsItOff) {
+  EXPECT_EQ(parse({"--cache-directory", "/d", "/mnt"}).prefetch_threads, 8u);
+  EXPECT_EQ(parse({"--cache-directory", "/d", "--prefetch-threads", "0", "/mnt"}).prefetch_threads,
+            0u);
+  EXPECT_EQ(parse({"/d", "/mnt", "-o", "prefetch_threads=3"}).prefetch_threads, 3u);
+  for (const char* bad : {"-1", "many", "65", "2.5", ""}) {
+    const std::string e = error_of({"--cache-directory", "/d", "--prefetch-threads", bad, "/mnt"});
+    EXPECT_NE(e.find("--prefetch-threads"), std::string::npos) << bad << ": " << e;
+  }
+  const std::string e = error_of({"/d", "/mnt", "-o", "prefetch_threads=lots"});
+  EXPECT_NE(e.find("--prefetch-threads"), std::string::npos) << e;
+}
+
 TEST(MountArgs, DashORoMeansReadonly) {
   EXPECT_EQ(parse({"/d", "/mnt", "-o", "ro"}).write_mode, WriteMode::kReadonly);
   EXPECT_EQ(parse({"--write-mode", "readonly", "--cache-directory", "/d", "/mnt"}).write_mode,
