@@ -4,9 +4,13 @@
 // client does through the mount. Every test snapshots root/outside (and the names
 // around the backing directories) first and compares at the end.
 #include <fcntl.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include "mount_fixture.h"
 
@@ -224,6 +228,72 @@ TEST_F(ConfinementTest, PlantedFifoDoesNotHangTheDaemon) {
   // The mount still answers.
   ASSERT_TRUE(WriteFile(Mnt("after"), "alive"));
   EXPECT_EQ(ReadFile(Mnt("after")), "alive");
+}
+
+// The prefetcher reads ahead below every listed directory from background
+// threads; like the rest of the daemon it must never follow a planted symlink nor
+// open a FIFO. inotify sees every open of the watched objects; the real
+// subdirectory beside them is the control that shows the read-ahead ran.
+TEST_F(ConfinementTest, ReadAheadNeverFollowsPlantedSymlinksNorOpensFifos) {
+  temp_.MakeDir("backing/b0/d/real");
+  ASSERT_TRUE(WriteFile(InBacking(0, "d/real/x"), "x"));
+  ASSERT_TRUE(WriteFile(InBacking(0, "d/file"), "file"));
+  ASSERT_TRUE(WriteFile(InBacking(0, "first"), "first"));
+  ASSERT_SYS_OK(::symlink(Outside("sub").c_str(), InBacking(0, "d/link").c_str()));
+  ASSERT_SYS_OK(::symlink(Outside("victim.txt").c_str(), InBacking(0, "d/flink").c_str()));
+  ASSERT_SYS_OK(::symlink("../../escape", InBacking(0, "d/real/rel").c_str()));
+  ASSERT_SYS_OK(::symlink(Outside("victim.o").c_str(), InBacking(0, "d/real/olink").c_str()));
+  ASSERT_SYS_OK(::mkfifo(InBacking(0, "d/fifo").c_str(), 0644));
+  ASSERT_SYS_OK(::mkfifo(InBacking(0, "d/real/fifo").c_str(), 0644));
+  // Watches set after Start(), which reads the outside trees for its snapshot.
+  ASSERT_TRUE(Start(SingleArgs()));
+
+  Fd in(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  ASSERT_TRUE(in.valid());
+  std::map<int, std::string> watched;
+  for (const std::string& path :
+       {Outside(), Outside("sub"), Outside("victim.txt"), Outside("victim.o"),
+        temp_.Path("backing/escape"), temp_.Path("backing/escape/victim.txt"),
+        InBacking(0, "d/fifo"), InBacking(0, "d/real/fifo")}) {
+    const int wd = ::inotify_add_watch(in.get(), path.c_str(), IN_OPEN | IN_ACCESS | IN_DONT_FOLLOW);
+    ASSERT_GE(wd, 0) << path;
+    watched[wd] = path;
+  }
+  const int control = ::inotify_add_watch(in.get(), InBacking(0, "d/real").c_str(), IN_OPEN);
+  ASSERT_GE(control, 0);
+
+  EXPECT_EQ(ReadFile(Mnt("first")), "first");  // reading: data is read ahead too
+  EXPECT_EQ(ListDirSet(Mnt("d")).size(), 5u);  // real file link flink fifo
+  bool control_seen = false;
+  std::vector<std::string> touched;
+  for (int i = 0; i < 200 && !control_seen; ++i) {
+    alignas(inotify_event) char buf[4096];
+    const ssize_t n = ::read(in.get(), buf, sizeof buf);
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      if (ev->wd == control) {
+        control_seen = true;
+      } else if (watched.count(ev->wd) != 0) {
+        touched.push_back(watched[ev->wd]);
+      }
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+    if (!control_seen) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(control_seen) << "the read-ahead never opened d/real: " << Stats();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // anything still queued
+  alignas(inotify_event) char buf[4096];
+  for (ssize_t n; (n = ::read(in.get(), buf, sizeof buf)) > 0;) {
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      if (watched.count(ev->wd) != 0) touched.push_back(watched[ev->wd]);
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+  }
+  EXPECT_TRUE(touched.empty()) << "opened: " << ::testing::PrintToString(touched);
+  EXPECT_GE(Counter(Stats(), "prefetch_dirs"), 1u);
+  // The FIFOs were never opened for reading: stopping does not wait on a worker.
+  EXPECT_TRUE(mount().Stop());
 }
 
 // ---------------------------------------------------------------------------
