@@ -104,7 +104,8 @@ void Prefetcher::read_dir(int parent, const std::string& name) {
   dirs_read_.fetch_add(1, std::memory_order_relaxed);
   std::vector<std::string> files;
   while (dirent* de = ::readdir(dp)) {
-    if (de->d_name[0] == '.' && (de->d_name[1] == 0 || (de->d_name[1] == '.' && de->d_name[2] == 0)))
+    if (de->d_name[0] == '.' &&
+        (de->d_name[1] == 0 || (de->d_name[1] == '.' && de->d_name[2] == 0)))
       continue;
     struct stat st {};
     if (::fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;

@@ -259,6 +259,7 @@ TEST_F(LifecycleTest, UsageErrorsExit2WithOneLine) {
       {bin, "--define-cache-directories", Backing(1) + "=\\.o$", Mnt()},  // no catch-all
       {bin, "--cache-directory", Backing(0), "--resolution-policy", "lenient", Mnt()},
       {bin, "--cache-directory", Backing(0), "--write-mode", "sometimes", Mnt()},
+      {bin, "--cache-directory", Backing(0), "--prefetch-threads", "65", Mnt()},
       {bin, "--cache-directory", Backing(0), "-o", "no_such_option", Mnt()},
       {bin, "--cache-directory", Backing(0), "--bogus-flag", Mnt()},
       {bin, "--cache-directory", temp_.root(), temp_.Path("mnt")},  // mount inside cache dir

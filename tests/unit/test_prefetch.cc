@@ -1,0 +1,130 @@
+// The prefetcher's policy and its jobs, without a mount: when data is read
+// ahead (Prefetcher::want_data), and what a job reads from a real directory.
+// The mount-level behaviour is in tests/mount/test_prefetch.cc.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "fs/prefetch.h"
+
+namespace cachefs {
+namespace {
+
+TEST(Prefetcher, AWalkReadsNoDataAndReadingTurnsDataOn) {
+  Prefetcher p(1, 1 << 20);
+  EXPECT_FALSE(p.want_data());                    // nothing read yet
+  for (int d = 0; d < 50; ++d) p.note_listed(4);  // find over 200 files
+  EXPECT_FALSE(p.want_data());
+  // A build starts reading, directory by directory: within a window the walk is
+  // forgotten enough for data to follow.
+  bool on = false;
+  for (int d = 0; d < 100 && !on; ++d) {
+    p.note_listed(4);
+    for (int f = 0; f < 4; ++f) p.note_first_read();
+    on = p.want_data();
+  }
+  EXPECT_TRUE(on);
+  // And a walk after it turns data off again.
+  for (int d = 0; d < 200; ++d) p.note_listed(4);
+  EXPECT_FALSE(p.want_data());
+}
+
+TEST(Prefetcher, ReadingOneFileInThreeIsNotEnough) {
+  Prefetcher p(1, 1 << 20);
+  for (int d = 0; d < 500; ++d) {
+    p.note_listed(3);
+    p.note_first_read();
+  }
+  EXPECT_FALSE(p.want_data());
+  for (int d = 0; d < 500; ++d) {
+    p.note_listed(2);
+    p.note_first_read();
+  }
+  EXPECT_TRUE(p.want_data());
+}
+
+class PrefetcherJobTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cachefs-prefetch.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+  void Write(const std::string& rel, size_t bytes) {
+    std::filesystem::create_directories(std::filesystem::path(root_ + "/" + rel).parent_path());
+    std::ofstream(root_ + "/" + rel) << std::string(bytes, 'x');
+  }
+  Prefetcher::Job JobFor(const std::string& rel) {
+    Prefetcher::Job job;
+    job.dir = UniqueFd(::open((root_ + "/" + rel).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    for (const auto& e : std::filesystem::directory_iterator(root_ + "/" + rel)) {
+      if (e.is_symlink()) continue;
+      (e.is_directory() ? job.dirs : job.files).push_back(e.path().filename());
+    }
+    return job;
+  }
+  static void WaitFor(const std::function<bool()>& done) {
+    for (int i = 0; i < 400 && !done(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  static size_t OpenFds() {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  }
+  std::string root_;
+};
+
+TEST_F(PrefetcherJobTest, ReadsSubdirectoriesAndOnlySmallRegularFiles) {
+  Write("top/a/small1", 100);
+  Write("top/a/small2", 100);
+  Write("top/a/big", 2 << 20);  // over the limit: left to the kernel
+  Write("top/a/empty", 0);
+  Write("top/b/x", 10);
+  Write("top/here", 10);
+  ASSERT_EQ(::mkfifo((root_ + "/top/a/fifo").c_str(), 0644), 0);
+  ASSERT_EQ(::symlink((root_ + "/top/b").c_str(), (root_ + "/top/a/link").c_str()), 0);
+  Prefetcher p(2, 1 << 20);
+  p.start();
+  p.note_listed(1);
+  p.note_first_read();  // data wanted
+  p.submit(JobFor("top"));
+  WaitFor([&] { return p.dirs_read() >= 2 && p.files_read() >= 4; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(p.dirs_read(), 2u);   // a and b; the symlink in a is not a directory
+  EXPECT_EQ(p.files_read(), 4u);  // here, a/small1, a/small2, b/x
+  p.stop();                       // nothing blocked on the FIFO
+}
+
+TEST_F(PrefetcherJobTest, ZeroThreadsTakesNoJobsAndStopDropsTheQueue) {
+  Write("top/a/f", 10);
+  Prefetcher off(0, 1 << 20);
+  EXPECT_FALSE(off.enabled());
+  off.start();
+  off.submit(JobFor("top"));
+  off.stop();
+  EXPECT_EQ(off.dirs_read(), 0u);
+  // Never started: jobs wait in the queue, at most 64 of them (each holds a
+  // descriptor, counted against the daemon's budget), and stop() drops them
+  // with their descriptors.
+  const size_t before = OpenFds();
+  Prefetcher idle(1, 1 << 20);
+  for (int i = 0; i < 200; ++i) idle.submit(JobFor("top"));
+  EXPECT_EQ(OpenFds(), before + 64);
+  idle.stop();
+  EXPECT_EQ(OpenFds(), before);
+  EXPECT_EQ(idle.dirs_read(), 0u);
+}
+
+}  // namespace
+}  // namespace cachefs
