@@ -70,7 +70,7 @@ class Prefetcher {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> queue_;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};  // set under mu_; also read between jobs
   std::vector<std::thread> workers_;
   // Decaying counts of files listed and of files read for the first time.
   std::atomic<uint64_t> listed_{0};
