@@ -66,7 +66,9 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
     if (dp == nullptr) continue;
     fd.release();
     any = true;
+    const bool read_ahead = fs.prefetcher().enabled();
     Prefetcher::Job ahead;
+    size_t files_listed = 0;
     struct stat bst {};
     ::fstat(::dirfd(dp), &bst);
     out.mtimes[b] = bst.st_mtim;
@@ -86,11 +88,8 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
         }
       }
       if (type == DT_DIR && fs.is_store(st)) continue;
-      if (type == DT_DIR) {
-        ahead.dirs.emplace_back(name);
-      } else if (type == DT_REG) {
-        ahead.files.emplace_back(name);
-      }
+      if (type == DT_REG) ++files_listed;
+      if (read_ahead && (type == DT_DIR || type == DT_REG)) ahead.add(type == DT_DIR, name);
       auto [it, inserted] = index.try_emplace(std::string(name), seen.size());
       if (inserted) {
         seen.emplace_back();
@@ -101,8 +100,8 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
       s.ino[b] = fs.shown_ino(bi, st);
       s.type[b] = type;
     }
-    if (fs.prefetcher().enabled()) {
-      fs.prefetcher().note_listed(ahead.files.size());
+    if (read_ahead) {
+      fs.prefetcher().note_listed(files_listed);
       ahead.dir = UniqueFd(::fcntl(::dirfd(dp), F_DUPFD_CLOEXEC, 0));
       if (ahead.dir) fs.prefetcher().submit(std::move(ahead));
     }

@@ -34,6 +34,11 @@ void Prefetcher::stop() {
   workers_.clear();
 }
 
+void Prefetcher::Job::add(bool is_dir, std::string_view name) {
+  auto& list = is_dir ? dirs : files;
+  if (list.size() < kMaxNames) list.emplace_back(name);
+}
+
 void Prefetcher::submit(Job job) {
   if (!enabled() || (job.dirs.empty() && job.files.empty())) return;
   {
@@ -103,10 +108,14 @@ void Prefetcher::read_dir(int parent, const std::string& name) {
   }
   dirs_read_.fetch_add(1, std::memory_order_relaxed);
   std::vector<std::string> files;
+  size_t seen = 0;
   while (dirent* de = ::readdir(dp)) {
     if (de->d_name[0] == '.' &&
         (de->d_name[1] == 0 || (de->d_name[1] == '.' && de->d_name[2] == 0)))
       continue;
+    // A huge directory: the first entries are enough to be ahead of a reader,
+    // and stop() must not wait for a worker stat()ing a million of them.
+    if (++seen > kMaxNames || stopping_) break;
     struct stat st {};
     if (::fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) <= max_file_bytes_) {

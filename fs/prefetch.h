@@ -20,6 +20,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -33,7 +34,12 @@ class Prefetcher {
     UniqueFd dir;                    // a readable descriptor of the listed directory
     std::vector<std::string> dirs;   // subdirectories to read ahead
     std::vector<std::string> files;  // regular files whose data may be read ahead
+    // Adds a name unless its list is full: a huge directory is read ahead only
+    // in part, so that a queued job stays small.
+    void add(bool is_dir, std::string_view name);
   };
+  // Names per list in a job, and entries a worker looks at in a subdirectory.
+  static constexpr size_t kMaxNames = 4096;
 
   // `threads` background threads (0: prefetching off); files of at most
   // `max_file_bytes` have their data read ahead.

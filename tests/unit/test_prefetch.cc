@@ -52,6 +52,17 @@ TEST(Prefetcher, ReadingOneFileInThreeIsNotEnough) {
   EXPECT_TRUE(p.want_data());
 }
 
+TEST(Prefetcher, AJobKeepsAtMostKMaxNamesOfEachKind) {
+  Prefetcher::Job job;
+  for (size_t i = 0; i < Prefetcher::kMaxNames + 100; ++i) {
+    job.add(false, "f" + std::to_string(i));
+    job.add(true, "d" + std::to_string(i));
+  }
+  EXPECT_EQ(job.files.size(), Prefetcher::kMaxNames);
+  EXPECT_EQ(job.dirs.size(), Prefetcher::kMaxNames);
+  EXPECT_EQ(job.files.front(), "f0");  // the first ones: a reader starts there
+}
+
 class PrefetcherJobTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -104,6 +115,23 @@ TEST_F(PrefetcherJobTest, ReadsSubdirectoriesAndOnlySmallRegularFiles) {
   EXPECT_EQ(p.dirs_read(), 2u);   // a and b; the symlink in a is not a directory
   EXPECT_EQ(p.files_read(), 4u);  // here, a/small1, a/small2, b/x
   p.stop();                       // nothing blocked on the FIFO
+}
+
+// A subdirectory with more entries than a worker looks at: it reads ahead the
+// first kMaxNames and leaves the rest to the client.
+TEST_F(PrefetcherJobTest, AHugeSubdirectoryIsReadAheadOnlyInPart) {
+  const size_t n = Prefetcher::kMaxNames + 500;
+  for (size_t i = 0; i < n; ++i) Write("top/big/f" + std::to_string(i), 1);
+  Prefetcher p(1, 1 << 20);
+  p.start();
+  p.note_listed(1);
+  p.note_first_read();
+  p.submit(JobFor("top"));
+  WaitFor([&] { return p.files_read() >= Prefetcher::kMaxNames; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  p.stop();
+  EXPECT_EQ(p.dirs_read(), 1u);
+  EXPECT_EQ(p.files_read(), Prefetcher::kMaxNames);
 }
 
 // stop() at unmount meets workers in the middle of a job: they leave it
