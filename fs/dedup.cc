@@ -236,9 +236,7 @@ int Filesystem::start_write_burst(Node* n, FileBacking& f, const FdLease& d,
   if (store::object_name(d.get(), st, store_->dev())) {
     // Adopted as a store object since this node looked it up.
     object = std::make_shared<FileBacking>(f.branch, st, true);
-    char proc[64];
-    std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", d.get());
-    object->path.install(UniqueFd(::open(proc, O_PATH | O_CLOEXEC)));
+    object->path.install(reopen(d.get(), O_PATH | O_CLOEXEC));
     keep_shown_ino();
     ::flock(d.get(), LOCK_UN);
     return 0;
@@ -327,9 +325,7 @@ int Filesystem::break_shared(Node* n, uint64_t keep) {
   if (::fstat(copy.get(), &cst) != 0) return errno;
   auto nb = std::make_shared<FileBacking>(f->branch, cst, false);
   if (!named) {
-    char proc[64];
-    std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", copy.get());
-    nb->path.install(UniqueFd(::open(proc, O_PATH | O_CLOEXEC)));
+    nb->path.install(reopen(copy.get(), O_PATH | O_CLOEXEC));
     nb->path.pin();
   }
   if (const FdLease rw = nb->rw.install(std::move(copy)); lock) rw.set_flocked(true);

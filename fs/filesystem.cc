@@ -204,22 +204,20 @@ FdLease Filesystem::io_fd(Node* n, FileBacking& f, bool write, int& err) {
   }
   FdLease p = path_fd(n, f, err);
   if (!p) return {};
-  char proc[64];
-  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", p.get());
-  // Through the magic link the open lands on this very inode, a regular file
+  // Through the magic link (reopen) the open lands on this very inode, a regular file
   // (callers check), so there is no symlink to follow. Read-write when possible so
   // one descriptor serves both; read-only when the inode refuses (busy text file,
   // read-only backing filesystem).
   FdLease l;
   if (!read_only() && !f.object && !f.lower) {
-    UniqueFd fd(::open(proc, O_RDWR | O_CLOEXEC));
+    UniqueFd fd = reopen(p.get(), O_RDWR | O_CLOEXEC);
     if (fd)
       l = f.rw.install(std::move(fd));
     else if (write)
       err = errno;
   }
   if (!l && !write) {
-    UniqueFd fd(::open(proc, O_RDONLY | O_CLOEXEC));
+    UniqueFd fd = reopen(p.get(), O_RDONLY | O_CLOEXEC);
     if (fd)
       l = f.ro.install(std::move(fd));
     else

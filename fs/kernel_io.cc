@@ -92,9 +92,7 @@ int KernelIo::kill_suidgid(int fd) {
   if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) mode &= ~static_cast<mode_t>(S_ISGID);
   if (mode == (st.st_mode & 07777)) return 0;
   // Through the magic link, so an O_PATH descriptor works too.
-  char proc[64];
-  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-  return ::chmod(proc, mode) == 0 ? 0 : errno;
+  return ::chmod(ProcFdPath(fd).c_str(), mode) == 0 ? 0 : errno;
 }
 
 ssize_t KernelIo::read(int fd, void* buf, size_t len, void* userdata) {

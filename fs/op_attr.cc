@@ -33,17 +33,13 @@ void reply_value(fuse_req_t req, size_t size, std::string_view value) {
     fuse_reply_buf(req, value.data(), value.size());
 }
 
-std::string proc_path(int fd) {
-  return "/proc/self/fd/" + std::to_string(fd);
-}
-
 // Applies the metadata part of a setattr to one inode reached through `fd` (an
 // O_PATH or real descriptor on a non-symlink, or a symlink when `symlink`).
 int apply(int fd, bool symlink, const struct stat& attr, int to_set) {
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (symlink) return EOPNOTSUPP;
     // Through the magic link: lands on this very inode, which is not a symlink.
-    if (::chmod(proc_path(fd).c_str(), attr.st_mode & 07777) != 0) return errno;
+    if (::chmod(ProcFdPath(fd).c_str(), attr.st_mode & 07777) != 0) return errno;
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr.st_uid : static_cast<uid_t>(-1);

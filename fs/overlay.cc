@@ -31,10 +31,6 @@ namespace {
 constexpr std::string_view kReservedPrefix = "trusted.cachefs.";
 constexpr const char* kKeptMarker = "kept";
 
-std::string proc_fd(int fd) {
-  return "/proc/self/fd/" + std::to_string(fd);
-}
-
 // Copies the first `len` bytes of `src` into `dst` (empty, same length after):
 // a reflink where the filesystem has them, else holes kept as holes and the
 // data copied in the kernel (copy_file_range) where it can be.
@@ -127,7 +123,7 @@ void tally(int dirfd, UpperTally& t, int depth) {
       ++t.deleted;
       continue;
     }
-    const std::string path = proc_fd(::dirfd(dp)) + "/" + de->d_name;
+    const std::string path = std::string(ProcFdPath(::dirfd(dp)).c_str()) + "/" + de->d_name;
     char v;
     const bool origin = ::lgetxattr(path.c_str(), kOriginXattr, &v, 1) >= 0;
     ++(origin ? t.changed : t.created);
@@ -192,7 +188,7 @@ void UpperLayer::match_root(int lower_root, int upper_root) const {
   struct stat st {};
   if (::fstat(lower_root, &st) != 0) return;
   ::fchownat(upper_root, "", st.st_uid, st.st_gid, AT_EMPTY_PATH);
-  ::chmod(proc_fd(upper_root).c_str(), st.st_mode & 07777);
+  ::chmod(ProcFdPath(upper_root).c_str(), st.st_mode & 07777);
   const timespec times[2] = {st.st_atim, st.st_mtim};
   ::utimensat(upper_root, "", times, AT_EMPTY_PATH);
   UniqueFd lo(::openat(lower_root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -282,7 +278,7 @@ int Filesystem::copy_up(Node* n, uint64_t keep) {
         ::fchmod(copy.get(), st.st_mode & 07777) != 0 || ::futimens(copy.get(), times) != 0) {
       return errno;
     }
-    if (named && ::linkat(AT_FDCWD, proc_fd(copy.get()).c_str(), ufd.get(), name,
+    if (named && ::linkat(AT_FDCWD, ProcFdPath(copy.get()).c_str(), ufd.get(), name,
                           AT_SYMLINK_FOLLOW) != 0) {
       return errno;
     }
@@ -290,7 +286,7 @@ int Filesystem::copy_up(Node* n, uint64_t keep) {
     if (::fstat(copy.get(), &cst) != 0) return errno;
     nb = std::make_shared<FileBacking>(upper(), cst);
     if (!named) {
-      nb->path.install(UniqueFd(::open(proc_fd(copy.get()).c_str(), O_PATH | O_CLOEXEC)));
+      nb->path.install(reopen(copy.get(), O_PATH | O_CLOEXEC));
       nb->path.pin();
     }
     nb->rw.install(std::move(copy));
@@ -310,7 +306,7 @@ int Filesystem::copy_up(Node* n, uint64_t keep) {
     UniqueFd p(::openat(ufd.get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (!p) return errno;
     ::fchownat(p.get(), "", st.st_uid, st.st_gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-    if (!S_ISLNK(st.st_mode)) ::chmod(proc_fd(p.get()).c_str(), st.st_mode & 07777);
+    if (!S_ISLNK(st.st_mode)) ::chmod(ProcFdPath(p.get()).c_str(), st.st_mode & 07777);
     const timespec times[2] = {st.st_atim, st.st_mtim};
     ::utimensat(p.get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
     struct stat cst {};

@@ -5,8 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdio>
-
 #include "common/signals.h"
 
 namespace cachefs {
@@ -138,9 +136,7 @@ void Prefetcher::read_file(int parent, const std::string& name) {
       static_cast<uint64_t>(st.st_size) > max_file_bytes_) {
     return;
   }
-  char proc[64];
-  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", p.get());
-  UniqueFd fd(::open(proc, O_RDONLY | O_CLOEXEC));
+  UniqueFd fd = reopen(p.get(), O_RDONLY | O_CLOEXEC);
   if (!fd) return;
   if (::readahead(fd.get(), 0, static_cast<size_t>(st.st_size)) == 0) {
     files_read_.fetch_add(1, std::memory_order_relaxed);

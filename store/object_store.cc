@@ -21,10 +21,6 @@
 namespace cachefs::store {
 namespace {
 
-std::string proc_path(int fd) {
-  return "/proc/self/fd/" + std::to_string(fd);
-}
-
 bool parse_uint(std::string_view s, unsigned base, uint64_t& out) {
   if (s.empty()) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, static_cast<int>(base));
@@ -121,7 +117,7 @@ std::optional<std::string> object_name(int fd, const struct stat& st, dev_t stor
   char buf[128];
   // A real descriptor answers directly; an O_PATH one (EBADF) through /proc.
   ssize_t n = ::fgetxattr(fd, kObjectXattr, buf, sizeof buf);
-  if (n < 0 && errno == EBADF) n = ::getxattr(proc_path(fd).c_str(), kObjectXattr, buf, sizeof buf);
+  if (n < 0 && errno == EBADF) n = ::getxattr(ProcFdPath(fd).c_str(), kObjectXattr, buf, sizeof buf);
   if (n <= 0) return std::nullopt;
   std::string name(buf, static_cast<size_t>(n));
   if (!ObjectKey::parse(name)) return std::nullopt;
@@ -213,7 +209,7 @@ Skip Store::skip_reason(int fd, const struct stat& st) const {
   // Attributes of its own (other than the store's stale marks) would be lost in sharing.
   char names[1024];
   ssize_t n = ::flistxattr(fd, names, sizeof names);
-  if (n < 0 && errno == EBADF) n = ::listxattr(proc_path(fd).c_str(), names, sizeof names);
+  if (n < 0 && errno == EBADF) n = ::listxattr(ProcFdPath(fd).c_str(), names, sizeof names);
   if (n < 0) return errno == ENOTSUP ? Skip::kNone : Skip::kXattrs;
   for (ssize_t i = 0; i < n;) {
     const char* name = names + i;
@@ -280,7 +276,7 @@ int Store::link_tmp(int fd, std::string& tmpname) const {
   // (CAP_DAC_READ_SEARCH), else through the magic link.
   if (::linkat(fd, "", tmp_.get(), tmpname.c_str(), AT_EMPTY_PATH) == 0) return 0;
   if (errno != ENOENT && errno != EPERM) return errno;
-  if (::linkat(AT_FDCWD, proc_path(fd).c_str(), tmp_.get(), tmpname.c_str(), AT_SYMLINK_FOLLOW) !=
+  if (::linkat(AT_FDCWD, ProcFdPath(fd).c_str(), tmp_.get(), tmpname.c_str(), AT_SYMLINK_FOLLOW) !=
       0) {
     return errno;
   }
@@ -308,7 +304,7 @@ int Store::adopt(int fd, const ObjectKey& key) const {
       UniqueFd made;
       fanout_dir(key.fanout(), made);
     }
-    if (::linkat(AT_FDCWD, proc_path(fd).c_str(), objects_.get(), rel.c_str(), AT_SYMLINK_FOLLOW) ==
+    if (::linkat(AT_FDCWD, ProcFdPath(fd).c_str(), objects_.get(), rel.c_str(), AT_SYMLINK_FOLLOW) ==
         0) {
       return 0;
     }
@@ -357,7 +353,7 @@ void Store::drop_if_unused(int fd) const {
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_dev != dev_) return;
   char buf[128];
   ssize_t n = ::fgetxattr(fd, kObjectXattr, buf, sizeof buf);
-  if (n < 0 && errno == EBADF) n = ::getxattr(proc_path(fd).c_str(), kObjectXattr, buf, sizeof buf);
+  if (n < 0 && errno == EBADF) n = ::getxattr(ProcFdPath(fd).c_str(), kObjectXattr, buf, sizeof buf);
   if (n <= 0) return;
   const std::string name(buf, static_cast<size_t>(n));
   const auto key = ObjectKey::parse(name);

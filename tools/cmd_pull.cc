@@ -382,8 +382,7 @@ int cmd_pull(const Context& ctx, const RemoteArgs& a, const GetEnv& getenv) {
             if (!out) return errno;
             if (e.size > 0 && (!src || !copy_all(src.get(), out.get(), e.size))) return EIO;
             if (::fchmod(out.get(), e.mode) != 0) return errno;
-            const std::string proc = "/proc/self/fd/" + std::to_string(out.get());
-            return ::linkat(AT_FDCWD, proc.c_str(), dfd, tmp.c_str(), AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+            return ::linkat(AT_FDCWD, ProcFdPath(out.get()).c_str(), dfd, tmp.c_str(), AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
           });
         }
       }
