@@ -322,6 +322,15 @@ int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) co
   if (::fdatasync(fd) != 0) return errno;
   std::string tmp;
   if (int err = link_tmp(fd, tmp)) return err;
+  // The exchange is the store's business, not a change to the directory: its
+  // times are put back after it (a change someone makes in the same instant
+  // may lose its mtime update; its ctime moves anyway).
+  struct stat dir {};
+  const bool keep_times = ::fstat(dirfd, &dir) == 0;
+  const auto put_back_times = [&] {
+    const struct timespec times[2] = {dir.st_atim, dir.st_mtim};
+    if (keep_times) ::utimensat(AT_FDCWD, ProcFdPath(dirfd).c_str(), times, 0);
+  };
   if (::renameat2(tmp_.get(), tmp.c_str(), dirfd, name, RENAME_EXCHANGE) != 0) {
     const int err = errno;
     ::unlinkat(tmp_.get(), tmp.c_str(), 0);
@@ -333,9 +342,11 @@ int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) co
       st.st_ino != ino) {
     ::renameat2(tmp_.get(), tmp.c_str(), dirfd, name, RENAME_EXCHANGE);
     ::unlinkat(tmp_.get(), tmp.c_str(), 0);
+    put_back_times();
     return ESTALE;
   }
   ::unlinkat(tmp_.get(), tmp.c_str(), 0);
+  put_back_times();
   return 0;
 }
 

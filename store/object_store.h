@@ -142,7 +142,8 @@ class Store {
   // as it was); EXDEV when the directory is not on the store's filesystem.
   // The inode's data is made durable (fdatasync) before the exchange: a name
   // whose own file was fsync'ed must not come back from a power cut pointing at
-  // an inode whose bytes never reached the disk.
+  // an inode whose bytes never reached the disk. The directory's atime and
+  // mtime are put back: a user sees no change there.
   int replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) const;
 
   // Dedup's replace: `name` in `dirfd`, which must still be the file `file`

@@ -51,6 +51,24 @@ class DedupTest : public MountTest {
   }
 };
 
+// Sharing swaps a file's name for the object's: the store's business, not a
+// change to the directory, whose times (restored by tar at the end of an
+// untar, before dedup runs) stay as they were.
+TEST_F(DedupTest, SharingLeavesTheDirectoryTimesAlone) {
+  ASSERT_TRUE(StartMount(Args(SingleArgs())));
+  const std::string data = Bytes(100'000, 9);
+  ASSERT_SYS_OK(::mkdir(Mnt("d").c_str(), 0755));
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  ASSERT_TRUE(WriteFile(Mnt("d/b"), data));
+  const struct timespec times[2] = {{1'600'000'000, 5}, {1'500'000'000, 7}};
+  ASSERT_SYS_OK(::utimensat(AT_FDCWD, Mnt("d").c_str(), times, 0));
+  ASSERT_TRUE(WaitShared({InBacking(0, "a"), InBacking(0, "d/b")}));
+  const struct stat d = Lstat(InBacking(0, "d"));
+  EXPECT_EQ(d.st_mtim.tv_sec, 1'500'000'000);
+  EXPECT_EQ(d.st_mtim.tv_nsec, 7);
+  EXPECT_EQ(Lstat(Mnt("d")).st_mtim.tv_sec, 1'500'000'000);
+}
+
 TEST_F(DedupTest, IdenticalFilesShareOneObjectAndStillLookApart) {
   ASSERT_TRUE(StartMount(Args(SingleArgs())));
   const std::string data = Bytes(200'000, 1);
