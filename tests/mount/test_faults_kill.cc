@@ -120,6 +120,7 @@ TEST_F(FaultTest, KillDuringDedupLosesNothing) {
   std::vector<std::string> contents;
   for (int i = 0; i < 4; ++i) contents.push_back(Bytes(1'500'000 + static_cast<size_t>(i) * 100'000, 50 + i));
   size_t files_checked = 0;
+  int written_in_t0 = 0;
   for (int trial = 0; trial < Trials(); ++trial) {
     SCOPED_TRACE("trial " + std::to_string(trial));
     ASSERT_TRUE(mounts_.empty() ? StartMount(DedupArgs()) : mount().Start());
@@ -145,14 +146,18 @@ TEST_F(FaultTest, KillDuringDedupLosesNothing) {
           << p << " (" << done.load() << " written), st_nlink " << Lstat(p).st_nlink;
     }
     files_checked += static_cast<size_t>(done.load());
+    if (trial == 0) written_in_t0 = done.load();
     ExpectVerifyClean("after kill -9 during dedup");
   }
   ASSERT_TRUE(mount().Start());
   std::this_thread::sleep_for(200ms);
   EXPECT_TRUE(ListDir(InBacking(0, ".cachefs/tmp")).empty());
-  // Sharing is still invisible: a change through one path reaches no other.
-  ASSERT_TRUE(WriteFile(Mnt("t0/f0"), "changed"));
-  EXPECT_EQ(ReadFile(Mnt("t0/f4")), contents[0]);
+  // Sharing is still invisible: a change through one path reaches no other
+  // (when the first trial got as far as a second copy of f0 before its kill).
+  if (written_in_t0 > 4) {
+    ASSERT_TRUE(WriteFile(Mnt("t0/f0"), "changed"));
+    EXPECT_EQ(ReadFile(Mnt("t0/f4")), contents[0]);
+  }
   ASSERT_TRUE(mount().Stop());
   ExpectVerifyClean("at the end");
   std::printf("[ figures ] dedup kills: %d; files checked: %zu\n", Trials(), files_checked);
