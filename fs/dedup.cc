@@ -292,6 +292,18 @@ void Filesystem::end_write_burst(Node* n) {
   release_write_locks(*n->backing());
 }
 
+void Filesystem::kernel_released(Node* n) {
+  const auto f = n->backing();
+  int err = 0;
+  const FdLease fd = io_fd(n, *f, false, err);
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || st.st_size == 0) return;
+  counters.bytes_written.fetch_add(static_cast<uint64_t>(st.st_size), std::memory_order_relaxed);
+  // The kernel's writes are over (RELEASE follows the handle's last one), so
+  // there is no change in flight for the write access to order against.
+  written(n);
+}
+
 int Filesystem::break_shared(Node* n, uint64_t keep) {
   const auto f = n->backing();
   if (!f->object) return 0;  // another writer was first
@@ -457,6 +469,7 @@ std::string Filesystem::stats_json() {
       .set("files_written", c(counters.files_written))
       .set("bytes_read", c(counters.bytes_read))
       .set("bytes_written", c(counters.bytes_written))
+      .set("kernel_written", c(counters.kernel_written))
       .set("dedup_linked", c(counters.dedup_linked))
       .set("dedup_adopted", c(counters.dedup_adopted))
       .set("dedup_bytes_saved", c(counters.dedup_bytes_saved))

@@ -36,6 +36,7 @@ struct Counters {
   std::atomic<uint64_t> files_written{0};  // files created or changed (each once)
   std::atomic<uint64_t> bytes_read{0};
   std::atomic<uint64_t> bytes_written{0};
+  std::atomic<uint64_t> kernel_written{0};  // files created with a passthrough handle (ops::create)
   std::atomic<uint64_t> dedup_linked{0};      // files that now share an existing object
   std::atomic<uint64_t> dedup_adopted{0};     // files that became a new object
   std::atomic<uint64_t> dedup_bytes_saved{0};  // bytes of files linked to an existing object
@@ -215,6 +216,14 @@ class Filesystem {
   };
   DedupResult dedup_one(Node* n);
   bool dedup_on(BranchIndex b) const { return cfg_.dedup && shares_store_[b]; }
+  // Some process may deduplicate files of branch b (see shares_store_).
+  bool shares_store(BranchIndex b) const { return shares_store_[b]; }
+  // The kernel's passthrough handle on `n` (made by create) was released: what
+  // it wrote, unseen, counts as one write of the whole file. Until then dedup
+  // found the file busy: the handle's backing file holds the writer's LOCK_SH.
+  // (The handle is write-only, so it cannot have been mapped: nothing writes
+  // the file unseen after its RELEASE.)
+  void kernel_released(Node* n);
   void start_dedup();
   void stop_dedup();  // finishes what is queued, then stops
   Prefetcher& prefetcher() { return *prefetcher_; }

@@ -1,6 +1,7 @@
 #include "fs/kernel_io.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -8,7 +9,9 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 
+#include "common/log.h"
 #include "fs/filesystem.h"
 #include "fs/request_loop.h"
 
@@ -42,8 +45,24 @@ struct InitOut {
   uint32_t max_write, time_gran;
   uint16_t max_pages, map_alignment;
   uint32_t flags2;  // read by the kernel when FUSE_INIT_EXT is in flags
+  uint32_t max_stack_depth;  // protocol 7.40, with FUSE_PASSTHROUGH
 };
 static_assert(offsetof(InitOut, flags2) == 32);
+static_assert(offsetof(InitOut, max_stack_depth) == 36);
+struct EntryOut {
+  unsigned char bytes[128];
+};
+struct OpenOut {
+  uint64_t fh;
+  uint32_t open_flags;
+  int32_t backing_id;  // protocol 7.40, with FOPEN_PASSTHROUGH
+};
+static_assert(sizeof(OpenOut) == 16);
+struct BackingMap {  // FUSE_DEV_IOC_BACKING_OPEN's argument
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
 struct WriteIn {
   uint64_t fh, offset;
   uint32_t size, write_flags;
@@ -58,12 +77,24 @@ constexpr uint32_t kOpInit = 26;
 constexpr uint32_t kHandleKillprivV2 = 1u << 28;  // FUSE_HANDLE_KILLPRIV_V2, protocol 7.33
 constexpr uint32_t kInitExt = 1u << 30;           // FUSE_INIT_EXT: flags2 is valid
 constexpr uint32_t kDirectIoAllowMmap = 1u << 4;  // flags2: FUSE_DIRECT_IO_ALLOW_MMAP, 7.39
+constexpr uint32_t kPassthrough = 1u << 5;        // flags2: FUSE_PASSTHROUGH, 7.40
+constexpr uint32_t kWritebackCache = 1u << 16;    // FUSE_WRITEBACK_CACHE
+constexpr uint32_t kOpenPassthrough = 1u << 7;    // FOPEN_PASSTHROUGH
+// Backing files live on plain filesystems (depth 0): one level of stacking
+// keeps the mount usable as an overlayfs lower layer.
+constexpr uint32_t kMaxStackDepth = 1;
+constexpr unsigned long kIocBackingOpen = _IOW(229, 1, BackingMap);  // FUSE_DEV_IOC_BACKING_OPEN
+constexpr unsigned long kIocBackingClose = _IOW(229, 2, uint32_t);   // FUSE_DEV_IOC_BACKING_CLOSE
 constexpr uint32_t kWriteKillSuidgid = 1u << 2;   // FUSE_WRITE_KILL_SUIDGID
 constexpr uint32_t kFattrKillSuidgid = 1u << 11;  // FATTR_KILL_SUIDGID
 
 // Each worker thread reads a request and handles it before it reads the next,
 // so what the read saw is what the handler on this thread is answering.
 thread_local bool t_kill_suidgid = false;
+// The backing id the CREATE reply this thread is about to send must carry
+// (-1: none), and whether the reply went out with it.
+thread_local int t_backing_id = -1;
+thread_local bool t_backing_sent = false;
 
 KernelIo& io_of(void* userdata) { return static_cast<Filesystem*>(userdata)->kernel_io(); }
 
@@ -76,7 +107,44 @@ bool KernelIo::install(fuse_session* se) {
       .splice_receive = nullptr,  // requests are read into buffers (no SPLICE_READ)
       .splice_send = &KernelIo::splice_send,  // replies keep their splice
   };
-  return fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0;
+  dev_fd_ = fuse_session_fd(se);
+  return fuse_session_custom_io(se, &io, dev_fd_) == 0;
+}
+
+int KernelIo::backing_open(int fd) {
+  if (!passthrough()) return -EOPNOTSUPP;
+  BackingMap map{fd, 0, 0};
+  const int id = ::ioctl(dev_fd_, kIocBackingOpen, &map);
+  if (id >= 0) return id;
+  const int err = errno;
+  // Out of memory or descriptors is for this file only; anything else (EPERM:
+  // not CAP_SYS_ADMIN; ENOTTY; ELOOP: backing files on a stacked filesystem)
+  // will not change.
+  if (err != ENOMEM && err != EMFILE && err != ENFILE && err != EINTR &&
+      passthrough_.exchange(false, std::memory_order_acq_rel)) {
+    spdlog::info("kernel passthrough off: registering a backing file failed: {}",
+                 std::strerror(err));
+  }
+  return -err;
+}
+
+void KernelIo::backing_close(int id) {
+  uint32_t arg = static_cast<uint32_t>(id);
+  ::ioctl(dev_fd_, kIocBackingClose, &arg);
+}
+
+KernelIo::PassthroughReply::PassthroughReply(int backing_id) {
+  t_backing_id = backing_id;
+  t_backing_sent = false;
+}
+
+KernelIo::PassthroughReply::~PassthroughReply() {
+  t_backing_id = -1;
+  t_backing_sent = false;
+}
+
+bool KernelIo::PassthroughReply::sent() const {
+  return t_backing_sent;
 }
 
 bool KernelIo::kill_suidgid() {
@@ -117,16 +185,32 @@ ssize_t KernelIo::read(int fd, void* buf, size_t len, void* userdata) {
     const bool ext = (init.flags & kInitExt) != 0 && body >= sizeof(InitIn);
     self.mmap_offered_.store(init.major == 7 && ext && (init.flags2 & kDirectIoAllowMmap),
                              std::memory_order_release);
+    self.passthrough_offered_.store(init.major == 7 && init.minor >= 40 && ext &&
+                                        (init.flags2 & kPassthrough),
+                                    std::memory_order_release);
     self.init_unique_.store(h.unique, std::memory_order_release);
   }
   return n;
 }
 
 ssize_t KernelIo::writev(int fd, struct iovec* iov, int count, void* userdata) {
+  if (t_backing_id >= 0 && count == 2 && iov[0].iov_len >= sizeof(OutHeader) &&
+      iov[1].iov_len == sizeof(EntryOut) + sizeof(OpenOut) &&
+      static_cast<const OutHeader*>(iov[0].iov_base)->error == 0) {
+    // The CREATE reply (libfuse's buffer: entry, then open parameters).
+    auto* open = reinterpret_cast<OpenOut*>(static_cast<unsigned char*>(iov[1].iov_base) +
+                                            sizeof(EntryOut));
+    open->open_flags |= kOpenPassthrough;
+    open->backing_id = t_backing_id;
+    t_backing_id = -1;
+    const ssize_t n = ::writev(fd, iov, count);
+    t_backing_sent = n >= 0;
+    return n;
+  }
   KernelIo& self = io_of(userdata);
   const uint64_t init = self.init_unique_.load(std::memory_order_acquire);
   if (init != 0 && count >= 2 && iov[0].iov_len >= sizeof(OutHeader) &&
-      iov[1].iov_len >= sizeof(InitOut)) {
+      iov[1].iov_len >= offsetof(InitOut, max_stack_depth)) {
     const auto& oh = *static_cast<const OutHeader*>(iov[0].iov_base);
     if (oh.unique == init) {
       self.init_unique_.store(0, std::memory_order_release);
@@ -140,6 +224,15 @@ ssize_t KernelIo::writev(int fd, struct iovec* iov, int count, void* userdata) {
           (out.flags & kInitExt) != 0) {
         out.flags2 |= kDirectIoAllowMmap;
         self.direct_io_mmap_.store(true, std::memory_order_release);
+      }
+      // The kernel refuses passthrough beside the write-back cache.
+      if (oh.error == 0 && self.want_passthrough_ &&
+          self.passthrough_offered_.load(std::memory_order_acquire) &&
+          (out.flags & kInitExt) != 0 && (out.flags & kWritebackCache) == 0 &&
+          iov[1].iov_len >= offsetof(InitOut, max_stack_depth) + sizeof(uint32_t)) {
+        out.flags2 |= kPassthrough;
+        out.max_stack_depth = kMaxStackDepth;
+        self.passthrough_.store(true, std::memory_order_release);
       }
     }
   }

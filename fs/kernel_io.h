@@ -14,6 +14,11 @@
 // The INIT reply's flags get the bit added on the way out when the kernel
 // offered it; the flags of each request are read on the way in, by the worker
 // thread that then handles that request.
+//
+// It also negotiates FUSE passthrough (6.9+, FUSE_PASSTHROUGH): a CREATE reply
+// may name a backing file, registered beforehand on /dev/fuse, and the kernel
+// then reads and writes that file itself for the handle's whole life, with no
+// READ or WRITE request. ops::create says when it is used.
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -43,6 +48,28 @@ class KernelIo {
   // creates (ops::create says why).
   bool direct_io_mmap() const { return direct_io_mmap_.load(std::memory_order_acquire); }
 
+  // Called from init, before the INIT reply: ask for passthrough if offered.
+  void want_passthrough(bool on) { want_passthrough_ = on; }
+  // The kernel accepted FUSE_PASSTHROUGH and registering backing files works.
+  bool passthrough() const { return passthrough_.load(std::memory_order_acquire); }
+  // Registers the open file `fd` as a backing file: its id (>= 0), or -errno.
+  // A refusal that no later call would change (no CAP_SYS_ADMIN, a kernel
+  // without the ioctl) turns passthrough off for the mount, logged once.
+  int backing_open(int fd);
+  // The kernel lets go of the id (files opened with it keep their own hold).
+  void backing_close(int id);
+  // While it lives, the CREATE reply this thread sends carries FOPEN_PASSTHROUGH
+  // and `backing_id` (libfuse 3.14 cannot say either).
+  class PassthroughReply {
+   public:
+    explicit PassthroughReply(int backing_id);
+    ~PassthroughReply();
+    PassthroughReply(const PassthroughReply&) = delete;
+    PassthroughReply& operator=(const PassthroughReply&) = delete;
+    // The reply went out with the backing id in it.
+    bool sent() const;
+  };
+
   // The request this thread is handling asks the filesystem to clear the
   // set-user-id bit, and the set-group-id bit if group execution is allowed.
   static bool kill_suidgid();
@@ -63,6 +90,10 @@ class KernelIo {
   std::atomic<bool> negotiated_{false};
   std::atomic<bool> mmap_offered_{false};
   std::atomic<bool> direct_io_mmap_{false};
+  std::atomic<bool> passthrough_offered_{false};
+  bool want_passthrough_ = false;
+  std::atomic<bool> passthrough_{false};
+  int dev_fd_ = -1;  // the session's /dev/fuse descriptor, for the backing ioctls
 };
 
 }  // namespace cachefs

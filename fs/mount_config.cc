@@ -24,7 +24,7 @@ namespace {
 
 // cachefs settings that -o accepts as key=value; each is the flag of the same name
 // with '_' for '-'. Boolean ones take no value.
-constexpr std::array<std::string_view, 19> kValueKeys = {"cache_directory",
+constexpr std::array<std::string_view, 20> kValueKeys = {"cache_directory",
                                                          "define_cache_directories",
                                                          "config",
                                                          "resolution_policy",
@@ -42,6 +42,7 @@ constexpr std::array<std::string_view, 19> kValueKeys = {"cache_directory",
                                                          "max_open_files",
                                                          "dedup",
                                                          "dedup_delay",
+                                                         "kernel_passthrough",
                                                          "upper"};
 constexpr std::array<std::string_view, 3> kBoolKeys = {"writeback_cache", "no_writeback_cache",
                                                        "keep_upper"};
@@ -362,6 +363,11 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
                  "seconds a file must go unchanged before it is deduplicated (default 1)")
       ->multi_option_policy(last)
       ->check(CLI::Range(0.0, 86400.0));
+  std::string kernel_passthrough;
+  app.add_option("--kernel-passthrough", kernel_passthrough,
+                 "on (default) or off: the kernel writes files the build creates straight "
+                 "to their backing files")
+      ->multi_option_policy(last);
   bool writeback = false, no_writeback = false;
   app.add_flag("--writeback-cache", writeback,
                "let the kernel's page cache gather writes (default: write through)");
@@ -440,6 +446,11 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
     out.dedup = false;
   } else if (!dedup.empty() && dedup != "on") {
     throw UsageError::make("--dedup: '{}' is neither on nor off", dedup);
+  }
+  if (kernel_passthrough == "off") {
+    out.kernel_passthrough = false;
+  } else if (!kernel_passthrough.empty() && kernel_passthrough != "on") {
+    throw UsageError::make("--kernel-passthrough: '{}' is neither on nor off", kernel_passthrough);
   }
 
   // Surface regex and default-directory errors now, before any directory is touched.

@@ -39,6 +39,9 @@ struct MountConfig {
   double entry_timeout = 10.0;
   double attr_timeout = 10.0;
   double negative_timeout = 0.0;
+  // Files created by root are written by the kernel straight into their backing
+  // files (FUSE passthrough), not through the daemon (--kernel-passthrough).
+  bool kernel_passthrough = true;
   bool writeback_cache = false;  // kernel write-back cache (--writeback-cache); off: write through
   std::string pid_file;         // written once mounted (and daemonized)
   unsigned max_open_files = 0;  // descriptors kept open; 0: 70% of RLIMIT_NOFILE

@@ -2,7 +2,11 @@
 // every read and write is served from the node's own descriptors, and the page
 // cache survives between opens. That removes two round trips per open, which is
 // most of the cost of reading many small cached files.
+// Only a CREATE opens a handle, and a tar-style one may be given to the kernel
+// to write itself (FUSE passthrough; create() says when): RELEASE then ends it.
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fs/filesystem.h"
@@ -65,6 +69,29 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_open(req, fi);
 }
 
+namespace {
+
+// A descriptor the kernel may write the new file `fd` (of branch `b`) through,
+// registered: its backing id, or -1 (then the daemon writes it, as any other).
+int passthrough_backing(Filesystem& fs, int fd, BranchIndex b) {
+  if (!fs.shares_store(b)) return fs.kernel_io().backing_open(fd);  // nobody deduplicates here
+  // Dedup, this daemon's or another process's, must leave the file alone while
+  // the kernel writes it: a descriptor of its own, holding the writer's LOCK_SH
+  // (store/object_store.h) for as long as the kernel holds the file.
+  const UniqueFd own = reopen(fd, O_RDWR | O_CLOEXEC);
+  if (!own) return -1;
+  while (::flock(own.get(), LOCK_SH) != 0) {
+    if (errno != EINTR) return -1;
+  }
+  // Dedup never takes an empty file, so a new one cannot have been shared before
+  // the lock; checked anyway, as begin_write does.
+  struct stat st {};
+  if (::fstat(own.get(), &st) != 0 || st.st_size != 0 || st.st_nlink != 1) return -1;
+  return fs.kernel_io().backing_open(own.get());
+}
+
+}  // namespace
+
 void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode,
             fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
@@ -79,6 +106,20 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
   // The node's descriptor is shared by every opener: never O_APPEND (pwrite would
   // ignore offsets) nor O_SYNC; the kernel positions appends itself.
   const int flags = O_CREAT | O_RDWR | O_NOFOLLOW | O_CLOEXEC | (fi->flags & (O_EXCL | O_TRUNC));
+  // The kernel writes the file itself (FUSE passthrough: no WRITE requests, the
+  // most numerous of an untar) when the call is how tar, cp and install make
+  // their files: root, write-only, O_EXCL (so the file is new, made by this
+  // call: never one that was there, which may be a shared object).
+  // * The kernel (6.18) fails any other open of the inode with EIO while such a
+  //   handle is open; with no_open we cannot give those opens passthrough too.
+  //   A write-only new file is one nobody else has a reason to open before it
+  //   is complete; a lock file or a temporary file reopened by name (O_RDWR,
+  //   or without O_EXCL) is never given passthrough.
+  // * Root only: the kernel leaves clearing set-id bits on write to the daemon
+  //   (kill-priv v2), which never sees these writes; a writer with CAP_FSETID
+  //   keeps the bits anyway.
+  const bool try_passthrough = fs.kernel_io().passthrough() && fuse_req_ctx(req)->uid == 0 &&
+                               (fi->flags & O_ACCMODE) == O_WRONLY && (fi->flags & O_EXCL);
   UniqueFd fd(::openat(pfd.get(), name, flags, mode & 07777));
   if (!fd) {
     const int err = errno;
@@ -86,9 +127,25 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
     fuse_reply_err(req, err);
     return;
   }
+  const int backing = try_passthrough ? passthrough_backing(fs, fd.get(), b) : -1;
   fuse_entry_param e;
   if (int err = fs.finish_create(req, parent, pfd.get(), name, b, std::move(fd), e)) {
+    if (backing >= 0) fs.kernel_io().backing_close(backing);
     fuse_reply_err(req, err);
+    return;
+  }
+  if (backing >= 0) {
+    fi->fh = static_cast<uint64_t>(backing) + 1;  // release() lets the id go
+    // The kernel refuses a passthrough handle with any other flag than direct
+    // I/O, which would override passthrough.
+    fi->keep_cache = 0;
+    fi->direct_io = 0;
+    const KernelIo::PassthroughReply reply(backing);
+    fuse_reply_create(req, &e, fi);
+    if (reply.sent())
+      fs.counters.kernel_written.fetch_add(1, std::memory_order_relaxed);
+    else
+      fs.kernel_io().backing_close(backing);  // not delivered (interrupted): no RELEASE comes
     return;
   }
   fi->fh = 0;
@@ -175,7 +232,12 @@ void flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   fuse_reply_err(req, fs_of(req).writeback ? 0 : ENOSYS);
 }
 
-void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (fi->fh != 0) {  // a passthrough handle (create)
+    Filesystem& fs = fs_of(req);
+    fs.kernel_io().backing_close(static_cast<int>(fi->fh - 1));
+    fs.kernel_released(fs.nodes().node(ino));
+  }
   fuse_reply_err(req, 0);
 }
 

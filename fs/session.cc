@@ -44,6 +44,10 @@ void init(void* userdata, fuse_conn_info* conn) {
   fs.writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
   fs.no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
   fs.no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+  // Created files are written by the kernel itself (ops::create); it refuses
+  // passthrough beside the write-back cache.
+  fs.kernel_io().want_passthrough(fs.config().kernel_passthrough && !fs.writeback &&
+                                  !fs.read_only());
   conn->time_gran = 1;
   conn->max_background = 64;
   conn->congestion_threshold = 48;

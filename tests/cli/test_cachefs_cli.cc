@@ -182,6 +182,10 @@ namespace {
 
 TEST_F(CachefsCli, DedupTakesOnOrOff) {
   expect_error({"--cache-directory", cache(), "--dedup", "maybe", mnt()}, "--dedup: 'maybe'");
+  expect_error({"--cache-directory", cache(), "--kernel-passthrough", "maybe", mnt()},
+               "--kernel-passthrough: 'maybe' is neither on nor off");
+  expect_error({"--cache-directory", cache(), "-o", "kernel_passthrough=yes", mnt()},
+               "--kernel-passthrough: 'yes'");
 }
 TEST_F(CachefsCli, DedupDelayMustBeANonNegativeNumber) {
   expect_error({"--cache-directory", cache(), "--dedup-delay", "-1", mnt()}, "--dedup-delay");

@@ -134,6 +134,14 @@ TEST(MountArgs, WritesGoThroughUnlessWritebackCacheIsAskedFor) {
   EXPECT_FALSE(parse({"/d", "/mnt", "-o", "no_writeback_cache"}).writeback_cache);
 }
 
+TEST(MountArgs, KernelPassthroughIsOnUnlessTurnedOff) {
+  EXPECT_TRUE(parse({"--cache-directory", "/d", "/mnt"}).kernel_passthrough);
+  EXPECT_FALSE(
+      parse({"--cache-directory", "/d", "--kernel-passthrough", "off", "/mnt"}).kernel_passthrough);
+  EXPECT_TRUE(parse({"/d", "/mnt", "-o", "kernel_passthrough=on"}).kernel_passthrough);
+  EXPECT_FALSE(parse({"/d", "/mnt", "-o", "kernel_passthrough=off"}).kernel_passthrough);
+}
+
 TEST(MountArgs, BusyPollIsMicrosecondsAndZeroTurnsItOff) {
   EXPECT_EQ(parse({"--cache-directory", "/d", "/mnt"}).busy_poll_us, 30u);
   EXPECT_EQ(parse({"--cache-directory", "/d", "--busy-poll", "0", "/mnt"}).busy_poll_us, 0u);
