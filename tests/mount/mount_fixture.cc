@@ -599,6 +599,16 @@ uint64_t MountTest::Counter(const std::string& json, const std::string& name) {
   return std::strtoull(json.c_str() + at + name.size() + 3, nullptr, 10);
 }
 
+uint64_t MountTest::WaitForCounter(const std::string& name, uint64_t at_least) const {
+  uint64_t v = 0;
+  for (int i = 0; i < 400; ++i) {
+    v = Counter(Stats(), name);
+    if (v != UINT64_MAX && v >= at_least) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return v;
+}
+
 std::vector<std::string> MountTest::RoutedArgs() const {
   return {"--define-cache-directories",
           Backing(1) + "=\\.one$|" + Backing(2) + "=\\.two$|" + Backing(0) + "="};

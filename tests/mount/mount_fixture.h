@@ -169,6 +169,9 @@ class MountTest : public ::testing::Test {
   std::string Stats(const std::string& mnt = "") const;
   // One counter of that JSON; UINT64_MAX if it is not there.
   static uint64_t Counter(const std::string& json, const std::string& name);
+  // Waits (at most 10 s) until the mount's counter `name` reaches `at_least`;
+  // returns its last value.
+  uint64_t WaitForCounter(const std::string& name, uint64_t at_least) const;
 
   TempArea temp_;
   std::vector<std::unique_ptr<CachefsProcess>> mounts_;

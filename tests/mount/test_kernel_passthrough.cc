@@ -36,17 +36,6 @@ class KernelPassthroughTest : public MountTest {
     return args;
   }
   uint64_t Count(const char* name) { return Counter(Stats(), name); }
-  // Waits until the counter reaches `at_least` (RELEASE is sent after close()
-  // returns); returns its last value.
-  uint64_t WaitFor(const char* name, uint64_t at_least) {
-    uint64_t v = 0;
-    for (int i = 0; i < 400; ++i) {
-      v = Count(name);
-      if (v != UINT64_MAX && v >= at_least) break;
-      std::this_thread::sleep_for(25ms);
-    }
-    return v;
-  }
   static bool WriteAll(int fd, const std::string& data) {
     return ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
   }
@@ -80,8 +69,8 @@ TEST_F(KernelPassthroughTest, TarExtractsByteForByteAndTheFilesAreDeduplicated) 
   }
   // Every regular file but none went through a passthrough handle; their bytes
   // are counted when the handle is released.
-  EXPECT_EQ(WaitFor("kernel_written", 5), 5u) << Stats();
-  EXPECT_EQ(WaitFor("bytes_written", 6'003'010), 6'003'010u) << Stats();
+  EXPECT_EQ(WaitForCounter("kernel_written", 5), 5u) << Stats();
+  EXPECT_EQ(WaitForCounter("bytes_written", 6'003'010), 6'003'010u) << Stats();
   // Once closed, the copies are shared like any files written through the mount.
   for (int i = 0; i < 1000 && Lstat(InBacking(0, "tree/sub/big.jar")).st_ino !=
                                   Lstat(InBacking(0, "tree/sub/deeper/copy.jar")).st_ino;
@@ -99,7 +88,7 @@ TEST_F(KernelPassthroughTest, AHandleBehavesLikeAnyFileWhileItIsWritten) {
   ASSERT_SYS_OK(::mkdir(Mnt("d").c_str(), 0755));
   Fd fd(::open(Mnt("d/out.o").c_str(), kTarFlags, 0640));
   ASSERT_TRUE(fd.valid()) << ErrnoName(errno);
-  EXPECT_EQ(WaitFor("kernel_written", 1), 1u) << Stats();
+  EXPECT_EQ(WaitForCounter("kernel_written", 1), 1u) << Stats();
   // Offsets and a hole.
   ASSERT_TRUE(WriteAll(fd.get(), "head"));
   ASSERT_EQ(::pwrite(fd.get(), "tail", 4, 1 << 20), 4);
@@ -140,7 +129,7 @@ TEST_F(KernelPassthroughTest, AHandleBehavesLikeAnyFileWhileItIsWritten) {
   EXPECT_FALSE(Exists(Mnt("d/log")));
   EXPECT_FALSE(Exists(InBacking(0, "d/log")));
   // The mount still answers, and the released handles were counted.
-  EXPECT_EQ(WaitFor("kernel_written", 2), 2u);
+  EXPECT_EQ(WaitForCounter("kernel_written", 2), 2u);
   EXPECT_EQ(ListDirSet(Mnt("d")), std::set<std::string>{"renamed.o"});
 }
 
@@ -237,7 +226,7 @@ TEST_F(KernelPassthroughTest, DiscardModeWritesTheUpperLayerOnly) {
   ASSERT_TRUE(StartMount(args));
   ASSERT_TRUE(WriteFile(Mnt("new.o"), Bytes(200'000, 4), kTarFlags));
   EXPECT_EQ(ReadFile(Mnt("new.o")), Bytes(200'000, 4));
-  EXPECT_EQ(WaitFor("kernel_written", 1), 1u) << Stats();
+  EXPECT_EQ(WaitForCounter("kernel_written", 1), 1u) << Stats();
   EXPECT_FALSE(Exists(InBacking(0, "new.o")));
   ASSERT_TRUE(mount().Stop());
   EXPECT_EQ(SnapshotTree(Backing(0)), before);

@@ -36,16 +36,6 @@ class PrefetchTest : public MountTest {
     return name + ":" + Pattern(3000 + name.size() * 37, static_cast<unsigned>(name.size()));
   }
   uint64_t Count(const char* name) { return Counter(Stats(), name); }
-  // Waits until the counter reaches `at_least`; returns its last value.
-  uint64_t WaitFor(const char* name, uint64_t at_least) {
-    uint64_t v = 0;
-    for (int i = 0; i < 200; ++i) {
-      v = Count(name);
-      if (v != UINT64_MAX && v >= at_least) break;
-      std::this_thread::sleep_for(25ms);
-    }
-    return v;
-  }
   // Lists every directory below Mnt(rel), reading no data.
   void Walk(const std::string& rel) {
     for (const std::string& name : ListDir(Mnt(rel))) {
@@ -76,12 +66,12 @@ TEST_F(PrefetchTest, ListingReadsSubdirectoriesAheadAndReadingReadsFilesAhead) {
   // A walk: the subdirectories of every listed directory are read ahead, but no
   // data, because nothing is being read.
   Walk("/walked");
-  EXPECT_GE(WaitFor("prefetch_dirs", 40), 40u) << Stats();
+  EXPECT_GE(WaitForCounter("prefetch_dirs", 40), 40u) << Stats();
   EXPECT_EQ(Count("prefetch_files"), 0u) << "a walk read data ahead: " << Stats();
   // Reading: once files are being read (one for every two listed, in a window
   // that forgets the walk), the data of small files in listed directories follows.
   ReadAll("/read");
-  EXPECT_GT(WaitFor("prefetch_files", 1), 0u) << Stats();
+  EXPECT_GT(WaitForCounter("prefetch_files", 1), 0u) << Stats();
   // The prefetcher only warms the backing page cache: a file changed in the
   // backing tree after its directory was read ahead (and before any client
   // opened it) reads back as changed. Same size, as the walk cached the size.
