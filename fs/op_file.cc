@@ -117,7 +117,8 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
   //   or without O_EXCL) is never given passthrough.
   // * Root only: the kernel leaves clearing set-id bits on write to the daemon
   //   (kill-priv v2), which never sees these writes; a writer with CAP_FSETID
-  //   keeps the bits anyway.
+  //   keeps the bits anyway. Left open: such a handle passed to a process
+  //   without CAP_FSETID, after set-id bits were added to the open file.
   const bool try_passthrough = fs.kernel_io().passthrough() && fuse_req_ctx(req)->uid == 0 &&
                                (fi->flags & O_ACCMODE) == O_WRONLY && (fi->flags & O_EXCL);
   UniqueFd fd(::openat(pfd.get(), name, flags, mode & 07777));
