@@ -480,6 +480,7 @@ std::string Filesystem::stats_json() {
       .set("cow_breaks", c(counters.cow_breaks))
       .set("cow_bytes", c(counters.cow_bytes))
       .set("listeners_called", c(counters.listeners_called))
+      .set("uring_served", c(counters.uring_served))
       .set("prefetch_dirs", prefetcher_->dirs_read())
       .set("prefetch_files", prefetcher_->files_read())
       .set("open_files", FdSlot::open_count());

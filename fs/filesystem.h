@@ -47,6 +47,7 @@ struct Counters {
   std::atomic<uint64_t> cow_breaks{0};        // shared files given a private copy on change
   std::atomic<uint64_t> cow_bytes{0};
   std::atomic<uint64_t> listeners_called{0};  // workers called to listen beside others
+  std::atomic<uint64_t> uring_served{0};      // requests served over io_uring (uring_loop.h)
 };
 
 // Write access to a non-directory (Filesystem::begin_write): its backing is

@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
@@ -41,7 +42,7 @@ struct InitIn {
 };
 struct InitOut {
   uint32_t major, minor, max_readahead, flags;
-  uint16_t max_background, congestion_threshold;
+  uint16_t max_background, congestion_threshold;  // NOLINT
   uint32_t max_write, time_gran;
   uint16_t max_pages, map_alignment;
   uint32_t flags2;  // read by the kernel when FUSE_INIT_EXT is in flags
@@ -78,6 +79,8 @@ constexpr uint32_t kHandleKillprivV2 = 1u << 28;  // FUSE_HANDLE_KILLPRIV_V2, pr
 constexpr uint32_t kInitExt = 1u << 30;           // FUSE_INIT_EXT: flags2 is valid
 constexpr uint32_t kDirectIoAllowMmap = 1u << 4;  // flags2: FUSE_DIRECT_IO_ALLOW_MMAP, 7.39
 constexpr uint32_t kPassthrough = 1u << 5;        // flags2: FUSE_PASSTHROUGH, 7.40
+constexpr uint32_t kOverIoUring = 1u << 9;        // flags2: FUSE_OVER_IO_URING, 7.42
+constexpr uint32_t kMaxPages = 1u << 22;          // FUSE_MAX_PAGES
 constexpr uint32_t kWritebackCache = 1u << 16;    // FUSE_WRITEBACK_CACHE
 constexpr uint32_t kOpenPassthrough = 1u << 7;    // FOPEN_PASSTHROUGH
 // Backing files live on plain filesystems (depth 0): one level of stacking
@@ -108,6 +111,7 @@ bool KernelIo::install(fuse_session* se) {
       .splice_send = &KernelIo::splice_send,  // replies keep their splice
   };
   dev_fd_ = fuse_session_fd(se);
+  se_ = se;
   return fuse_session_custom_io(se, &io, dev_fd_) == 0;
 }
 
@@ -163,20 +167,34 @@ int KernelIo::kill_suidgid(int fd) {
   return ::chmod(ProcFdPath(fd).c_str(), mode) == 0 ? 0 : errno;
 }
 
-ssize_t KernelIo::read(int fd, void* buf, size_t len, void* userdata) {
-  RequestLoop* loop = io_of(userdata).loop_;
-  const ssize_t n = loop != nullptr ? loop->read_request(fd, buf, len) : ::read(fd, buf, len);
+void KernelIo::note_request(const void* buf, size_t n) {
   t_kill_suidgid = false;
-  if (n < static_cast<ssize_t>(sizeof(InHeader))) return n;
+  if (n < sizeof(InHeader)) return;
   const auto* in = static_cast<const unsigned char*>(buf);
   const auto& h = *reinterpret_cast<const InHeader*>(in);
-  const size_t body = static_cast<size_t>(n) - sizeof(InHeader);
+  const size_t body = n - sizeof(InHeader);
   const unsigned char* arg = in + sizeof(InHeader);
   if (h.opcode == kOpWrite && body >= sizeof(WriteIn)) {
     t_kill_suidgid = (reinterpret_cast<const WriteIn*>(arg)->write_flags & kWriteKillSuidgid) != 0;
   } else if (h.opcode == kOpSetattr && body >= sizeof(SetattrIn)) {
     t_kill_suidgid = (reinterpret_cast<const SetattrIn*>(arg)->valid & kFattrKillSuidgid) != 0;
-  } else if (h.opcode == kOpInit && body >= offsetof(InitIn, flags2)) {
+  }
+}
+
+ssize_t KernelIo::read(int fd, void* buf, size_t len, void* userdata) {
+  RequestLoop* loop = io_of(userdata).loop_;
+  const ssize_t n = loop != nullptr ? loop->read_request(fd, buf, len) : ::read(fd, buf, len);
+  if (n < 0) {
+    t_kill_suidgid = false;
+    return n;
+  }
+  note_request(buf, static_cast<size_t>(n));
+  if (n < static_cast<ssize_t>(sizeof(InHeader))) return n;
+  const auto* in = static_cast<const unsigned char*>(buf);
+  const auto& h = *reinterpret_cast<const InHeader*>(in);
+  const size_t body = static_cast<size_t>(n) - sizeof(InHeader);
+  const unsigned char* arg = in + sizeof(InHeader);
+  if (h.opcode == kOpInit && body >= offsetof(InitIn, flags2)) {
     const auto& init = *reinterpret_cast<const InitIn*>(arg);
     KernelIo& self = io_of(userdata);
     // 7.33 brought the flag; a kernel that offers it says so in its flags.
@@ -188,12 +206,16 @@ ssize_t KernelIo::read(int fd, void* buf, size_t len, void* userdata) {
     self.passthrough_offered_.store(init.major == 7 && init.minor >= 40 && ext &&
                                         (init.flags2 & kPassthrough),
                                     std::memory_order_release);
+    self.uring_offered_.store(
+        init.major == 7 && init.minor >= 42 && ext && (init.flags2 & kOverIoUring),
+        std::memory_order_release);
     self.init_unique_.store(h.unique, std::memory_order_release);
   }
   return n;
 }
 
 ssize_t KernelIo::writev(int fd, struct iovec* iov, int count, void* userdata) {
+  ssize_t n = 0;
   if (t_backing_id >= 0 && count == 2 && iov[0].iov_len >= sizeof(OutHeader) &&
       iov[1].iov_len == sizeof(EntryOut) + sizeof(OpenOut) &&
       static_cast<const OutHeader*>(iov[0].iov_base)->error == 0) {
@@ -203,10 +225,11 @@ ssize_t KernelIo::writev(int fd, struct iovec* iov, int count, void* userdata) {
     open->open_flags |= kOpenPassthrough;
     open->backing_id = t_backing_id;
     t_backing_id = -1;
-    const ssize_t n = ::writev(fd, iov, count);
+    if (!UringLoop::take_reply(iov, count, &n)) n = ::writev(fd, iov, count);
     t_backing_sent = n >= 0;
     return n;
   }
+  if (UringLoop::take_reply(iov, count, &n)) return n;
   KernelIo& self = io_of(userdata);
   const uint64_t init = self.init_unique_.load(std::memory_order_acquire);
   if (init != 0 && count >= 2 && iov[0].iov_len >= sizeof(OutHeader) &&
@@ -234,13 +257,42 @@ ssize_t KernelIo::writev(int fd, struct iovec* iov, int count, void* userdata) {
         out.max_stack_depth = kMaxStackDepth;
         self.passthrough_.store(true, std::memory_order_release);
       }
+      bool uring = false;
+      if (oh.error == 0 && self.want_uring_ &&
+          self.uring_offered_.load(std::memory_order_acquire) && (out.flags & kInitExt) != 0) {
+        if (UringLoop::usable()) {
+          out.flags2 |= kOverIoUring;
+          uring = true;
+        } else {
+          spdlog::warn("io_uring offered by the kernel but not usable here: serving /dev/fuse");
+        }
+      }
+      n = ::writev(fd, iov, count);
+      if (uring && n >= 0) {
+        // The kernel now holds every request until each CPU's queue has an
+        // entry: register them (from this worker, which the loop can spare).
+        const size_t pages =
+            (out.flags & kMaxPages) != 0 ? std::max<uint16_t>(out.max_pages, 1) : 32;
+        const size_t payload = std::max<size_t>({8192, out.max_write, pages * 4096});
+        self.uring_ = std::make_unique<UringLoop>(self.se_, *self.uring_served_);
+        self.uring_->start(self.uring_per_queue_, payload);
+        self.uring_started_.store(true, std::memory_order_release);
+        if (self.loop_ != nullptr) self.loop_->stop_polling();
+      }
+      return n;
     }
   }
   return ::writev(fd, iov, count);
 }
 
+void KernelIo::stop_uring() {
+  if (uring_) uring_->stop();
+}
+
 ssize_t KernelIo::splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
                               unsigned int flags, void*) {
+  ssize_t n = 0;
+  if (UringLoop::take_spliced_reply(fdin, len, &n)) return n;
   return ::splice(fdin, offin, fdout, offout, len, flags);
 }
 

@@ -19,12 +19,20 @@
 // may name a backing file, registered beforehand on /dev/fuse, and the kernel
 // then reads and writes that file itself for the handle's whole life, with no
 // READ or WRITE request. ops::create says when it is used.
+//
+// And FUSE over io_uring (6.14+, FUSE_OVER_IO_URING): when it is wanted and
+// offered, the INIT reply asks for it and the ring threads start
+// (uring_loop.h); from then on a reply to a request served from a ring goes
+// back into that ring instead of to /dev/fuse.
 #pragma once
 
 #include <fuse_lowlevel.h>
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+
+#include "fs/uring_loop.h"
 
 namespace cachefs {
 
@@ -70,6 +78,25 @@ class KernelIo {
     bool sent() const;
   };
 
+  // Called from init, before the INIT reply: serve requests over io_uring
+  // (uring_loop.h) if the kernel offers it, with `per_queue` threads per CPU;
+  // `served` counts the requests served that way.
+  void want_uring(bool on, unsigned per_queue, std::atomic<uint64_t>* served) {
+    want_uring_ = on;
+    uring_per_queue_ = per_queue;
+    uring_served_ = served;
+  }
+  // The kernel offered io_uring in INIT (known once INIT is answered).
+  bool uring_offered() const { return uring_offered_.load(std::memory_order_acquire); }
+  // The INIT reply asked for io_uring and the ring threads were started.
+  bool uring() const { return uring_started_.load(std::memory_order_acquire); }
+  // Joins the ring threads. After unmounting, before the session is destroyed.
+  void stop_uring();
+
+  // Notes what the handler of this request, about to run on this thread, must
+  // know (kill_suidgid). `buf`: the request as read from /dev/fuse.
+  static void note_request(const void* buf, size_t len);
+
   // The request this thread is handling asks the filesystem to clear the
   // set-user-id bit, and the set-group-id bit if group execution is allowed.
   static bool kill_suidgid();
@@ -94,6 +121,13 @@ class KernelIo {
   bool want_passthrough_ = false;
   std::atomic<bool> passthrough_{false};
   int dev_fd_ = -1;  // the session's /dev/fuse descriptor, for the backing ioctls
+  fuse_session* se_ = nullptr;
+  bool want_uring_ = false;
+  unsigned uring_per_queue_ = 1;
+  std::atomic<uint64_t>* uring_served_ = nullptr;
+  std::atomic<bool> uring_offered_{false};
+  std::unique_ptr<UringLoop> uring_;  // set once, by the INIT reply
+  std::atomic<bool> uring_started_{false};
 };
 
 }  // namespace cachefs

@@ -24,7 +24,7 @@ namespace {
 
 // cachefs settings that -o accepts as key=value; each is the flag of the same name
 // with '_' for '-'. Boolean ones take no value.
-constexpr std::array<std::string_view, 20> kValueKeys = {"cache_directory",
+constexpr std::array<std::string_view, 21> kValueKeys = {"cache_directory",
                                                          "define_cache_directories",
                                                          "config",
                                                          "resolution_policy",
@@ -43,6 +43,7 @@ constexpr std::array<std::string_view, 20> kValueKeys = {"cache_directory",
                                                          "dedup",
                                                          "dedup_delay",
                                                          "kernel_passthrough",
+                                                         "io_uring",
                                                          "upper"};
 constexpr std::array<std::string_view, 3> kBoolKeys = {"writeback_cache", "no_writeback_cache",
                                                        "keep_upper"};
@@ -368,6 +369,11 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
                  "on (default) or off: the kernel writes files the build creates straight "
                  "to their backing files")
       ->multi_option_policy(last);
+  std::string io_uring;
+  app.add_option("--io-uring", io_uring,
+                 "auto (default), on or off: take requests over io_uring, one queue per CPU, "
+                 "when the kernel offers it (on: also switch the fuse module's enable_uring on)")
+      ->multi_option_policy(last);
   bool writeback = false, no_writeback = false;
   app.add_flag("--writeback-cache", writeback,
                "let the kernel's page cache gather writes (default: write through)");
@@ -451,6 +457,13 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
     out.kernel_passthrough = false;
   } else if (!kernel_passthrough.empty() && kernel_passthrough != "on") {
     throw UsageError::make("--kernel-passthrough: '{}' is neither on nor off", kernel_passthrough);
+  }
+  if (io_uring == "on") {
+    out.io_uring = IoUring::kOn;
+  } else if (io_uring == "off") {
+    out.io_uring = IoUring::kOff;
+  } else if (!io_uring.empty() && io_uring != "auto") {
+    throw UsageError::make("--io-uring: '{}' is not auto, on or off", io_uring);
   }
 
   // Surface regex and default-directory errors now, before any directory is touched.

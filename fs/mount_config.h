@@ -15,6 +15,9 @@
 namespace cachefs {
 
 enum class WriteMode { kPassthrough, kReadonly, kDiscard };
+// FUSE over io_uring (fs/uring_loop.h): used when the kernel offers it (auto),
+// also switched on in the kernel when it is off (on), or never (off).
+enum class IoUring { kAuto, kOn, kOff };
 std::string_view to_string(WriteMode m);
 
 struct MountConfig {
@@ -42,6 +45,7 @@ struct MountConfig {
   // Files created by root are written by the kernel straight into their backing
   // files (FUSE passthrough), not through the daemon (--kernel-passthrough).
   bool kernel_passthrough = true;
+  IoUring io_uring = IoUring::kAuto;
   bool writeback_cache = false;  // kernel write-back cache (--writeback-cache); off: write through
   std::string pid_file;         // written once mounted (and daemonized)
   unsigned max_open_files = 0;  // descriptors kept open; 0: 70% of RLIMIT_NOFILE

@@ -180,12 +180,13 @@ ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
   }
   backlog = 0;
   // Only a lone listener spins, while requests keep coming.
-  if (spin_ns_ > 0 && quick_.load(std::memory_order_relaxed) && listeners_.load() == 1) {
+  const int64_t spin_ns = spin_ns_.load(std::memory_order_relaxed);
+  if (spin_ns > 0 && quick_.load(std::memory_order_relaxed) && listeners_.load() == 1) {
     do {
       cpu_relax();
       n = ::read(fd, buf, len);
       if (n >= 0 || errno != EAGAIN) return n;
-    } while (now_ns() - start < spin_ns_);
+    } while (now_ns() - start < spin_ns);
   }
   // Nothing within the window: sleep in poll(2), unless another listener does.
   if (sleeper_.exchange(true)) {
@@ -206,7 +207,8 @@ ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
     n = ::read(fd, buf, len);
     if (n >= 0 || errno != EAGAIN) {
       sleeper_ = false;
-      quick_.store(now_ns() - start < spin_ns_, std::memory_order_relaxed);
+      quick_.store(now_ns() - start < spin_ns_.load(std::memory_order_relaxed),
+                   std::memory_order_relaxed);
       return n;
     }
   }

@@ -48,6 +48,10 @@ class RequestLoop {
   // failed.
   int run();
 
+  // Stops busy-polling for good: requests now come over io_uring, and only
+  // FORGETs and INTERRUPTs through the device, which are not worth a CPU.
+  void stop_polling() { spin_ns_.store(0, std::memory_order_relaxed); }
+
   // The listener's read of the device (KernelIo::read calls it): busy-poll, then
   // sleep in poll(2) until a request or the stop event. read(2)'s contract.
   ssize_t read_request(int fd, void* buf, size_t len);
@@ -61,7 +65,7 @@ class RequestLoop {
 
   fuse_session* se_;
   const unsigned threads_;
-  const int64_t spin_ns_;
+  std::atomic<int64_t> spin_ns_;
   std::atomic<uint64_t>& called_;
   int stop_fd_ = -1;  // eventfd, readable once stopping
 

@@ -186,6 +186,9 @@ TEST_F(CachefsCli, DedupTakesOnOrOff) {
                "--kernel-passthrough: 'maybe' is neither on nor off");
   expect_error({"--cache-directory", cache(), "-o", "kernel_passthrough=yes", mnt()},
                "--kernel-passthrough: 'yes'");
+  expect_error({"--cache-directory", cache(), "--io-uring", "yes", mnt()},
+               "--io-uring: 'yes' is not auto, on or off");
+  expect_error({"--cache-directory", cache(), "-o", "io_uring=1", mnt()}, "--io-uring: '1'");
 }
 TEST_F(CachefsCli, DedupDelayMustBeANonNegativeNumber) {
   expect_error({"--cache-directory", cache(), "--dedup-delay", "-1", mnt()}, "--dedup-delay");

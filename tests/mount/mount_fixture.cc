@@ -392,9 +392,18 @@ std::string CachefsProcess::Log() const {
   return *s;
 }
 
+bool OverIoUring() {
+  const char* extra = ::getenv("CACHEFS_TEST_EXTRA_ARGS");
+  return extra != nullptr &&
+         std::string_view(extra).find("--io-uring=on") != std::string_view::npos;
+}
+
 ::testing::AssertionResult CachefsProcess::Start() {
   if (running()) return ::testing::AssertionFailure() << "already running";
-  std::vector<std::string> argv_s = {kCachefsBinary};
+  // Requests come through /dev/fuse unless a test (or CACHEFS_TEST_EXTRA_ARGS,
+  // after it) asks for io_uring: a kernel switch left on by one test must not
+  // change the transport of the others.
+  std::vector<std::string> argv_s = {kCachefsBinary, "--io-uring=off"};
   argv_s.insert(argv_s.end(), args_.begin(), args_.end());
   // Lets CTest run a whole suite again under other settings (a tiny descriptor
   // budget, say): space-separated arguments added to every mount.

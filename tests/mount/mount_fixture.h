@@ -71,6 +71,10 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::vector<std::string>& env_overrides = {},
                          int timeout_ms = 20'000);
 
+// The suite runs with requests over io_uring (CACHEFS_TEST_EXTRA_ARGS holds
+// --io-uring=on): for the few tests about the /dev/fuse loop itself.
+bool OverIoUring();
+
 // ---- the temporary area ----
 
 // mkdtemp under /tmp; removed (without crossing mounts, after detaching any mount

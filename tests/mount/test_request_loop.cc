@@ -2,15 +2,19 @@
 // busy-polls, the others wait in user space and take over when the listener is
 // stuck on one request. What must hold: a request blocked inside the daemon does
 // not hold up the others (unless --threads 1), an idle mount burns no CPU, and
-// the loop without busy-polling serves and stops like the default one.
+// the loop without busy-polling serves and stops like the default one. Then the
+// same over io_uring (fs/uring_loop.h): requests are served from the rings, a
+// blocked one leaves its CPU served, and the daemon stops and dies cleanly.
 //
 // A request is made to block for as long as the test likes through the write
 // lock protocol (store/object_store.h): a write to a deduplicated branch takes
 // LOCK_SH on the backing file first, and waits while anyone holds LOCK_EX (as
 // dedup or cachectl import do for a moment).
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -28,15 +32,27 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Keeps the calling thread on one CPU (-1: any), so that its requests go to
+// that CPU's io_uring queue.
+void PinTo(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  EXPECT_SYS_OK(::sched_setaffinity(0, sizeof set, &set));
+}
+
 class RequestLoopTest : public MountTest {
  protected:
   // Starts a write to `name` through the mount that blocks in the daemon until
   // the returned lock descriptor is closed. `done` turns true when it returns.
-  Fd BlockAWrite(const std::string& name, std::atomic<bool>& done, std::thread& writer) {
+  Fd BlockAWrite(const std::string& name, std::atomic<bool>& done, std::thread& writer,
+                 int cpu = -1) {
     EXPECT_TRUE(WriteFile(InBacking(0, name), "before"));
     Fd lock(::open(InBacking(0, name).c_str(), O_RDONLY | O_CLOEXEC));
     EXPECT_SYS_OK(::flock(lock.get(), LOCK_EX));
-    writer = std::thread([this, name, &done] {
+    writer = std::thread([this, name, &done, cpu] {
+      PinTo(cpu);
       Fd fd(::open(Mnt(name).c_str(), O_WRONLY | O_CLOEXEC));
       EXPECT_TRUE(fd.valid()) << ErrnoName(errno);
       EXPECT_EQ(::pwrite(fd.get(), "after!", 6, 0), 6) << ErrnoName(errno);
@@ -49,8 +65,9 @@ class RequestLoopTest : public MountTest {
 
   // Lookups of names that do not exist (never cached: negative timeout 0), each
   // a round trip, and a file created and read back; run on another thread.
-  std::future<bool> OtherRequests() {
-    return std::async(std::launch::async, [this] {
+  std::future<bool> OtherRequests(int cpu = -1) {
+    return std::async(std::launch::async, [this, cpu] {
+      PinTo(cpu);
       struct stat st {};
       for (int i = 0; i < 50; ++i) {
         if (::lstat(Mnt("absent-" + std::to_string(i)).c_str(), &st) == 0 || errno != ENOENT) {
@@ -100,6 +117,7 @@ TEST_F(RequestLoopTest, ARequestBlockedInTheDaemonDoesNotHoldUpOthers) {
 // The same with one worker: everything waits for the blocked request, which is
 // what --threads 1 means (and shows the test above can fail).
 TEST_F(RequestLoopTest, WithOneWorkerABlockedRequestHoldsUpTheRest) {
+  if (OverIoUring()) GTEST_SKIP() << "over io_uring each CPU has its own threads (see below)";
   std::vector<std::string> args = SingleArgs();
   args.push_back("--threads=1");
   ASSERT_TRUE(StartMount(args));
@@ -123,6 +141,7 @@ TEST_F(RequestLoopTest, WithOneWorkerABlockedRequestHoldsUpTheRest) {
 // stats), so the load spreads over workers instead of one serving everything
 // in turn.
 TEST_F(RequestLoopTest, ParallelClientsCallMoreListeners) {
+  if (OverIoUring()) GTEST_SKIP() << "over io_uring no listener reads /dev/fuse";
   ASSERT_TRUE(StartMount(SingleArgs()));
   const auto called = [this] { return Counter(Stats(), "listeners_called"); };
   const uint64_t before = called();
@@ -205,6 +224,165 @@ TEST_F(RequestLoopTest, UnmountedFromOutsideTheDaemonExits) {
   EXPECT_FALSE(mount().running()) << "the daemon is still running after its mount went";
   EXPECT_TRUE(WIFEXITED(mount().last_status()) && WEXITSTATUS(mount().last_status()) == 0)
       << "status " << mount().last_status();
+}
+
+// ---------------------------------------------------------------------------
+// FUSE over io_uring
+
+constexpr const char* kUringSwitch = "/sys/module/fuse/parameters/enable_uring";
+
+// The first CPU this process may run on.
+int FirstCpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) return c;
+  }
+  return 0;
+}
+
+class UringTest : public RequestLoopTest {
+ protected:
+  void SetUp() override {
+    if (OverIoUring()) GTEST_SKIP() << "these choose the transport themselves";
+    if (::access(kUringSwitch, F_OK) != 0) {
+      GTEST_SKIP() << "this kernel has no FUSE over io_uring (CONFIG_FUSE_IO_URING, 6.14+)";
+    }
+  }
+  std::vector<std::string> UringArgs(const std::string& mode = "on") const {
+    std::vector<std::string> args = SingleArgs();
+    args.push_back("--io-uring=" + mode);
+    return args;
+  }
+  uint64_t Served() const { return Counter(Stats(), "uring_served"); }
+  // A little of everything, each a request or more.
+  void Exercise(const std::string& dir) {
+    ASSERT_SYS_OK(::mkdir(Mnt(dir).c_str(), 0755));
+    struct stat st {};
+    for (int i = 0; i < 100; ++i) {
+      EXPECT_EQ(::lstat(Mnt(dir + "/absent-" + std::to_string(i)).c_str(), &st), -1);
+    }
+    ASSERT_TRUE(WriteFile(Mnt(dir + "/small"), "small"));
+    EXPECT_EQ(ReadFile(Mnt(dir + "/small")), "small");
+    ASSERT_SYS_OK(::rename(Mnt(dir + "/small").c_str(), Mnt(dir + "/renamed").c_str()));
+    EXPECT_EQ(ListDirSet(Mnt(dir)), (std::set<std::string>{"renamed"}));
+  }
+};
+
+// --io-uring on switches the kernel's io_uring on if it was off, and then
+// requests of every kind are served from the rings: writes (their data handed
+// over where the kernel put it), reads (read straight into the ring's buffer),
+// larger than one request; a create the kernel then writes itself
+// (passthrough, whose reply is patched on the way out); xattrs, names.
+TEST_F(UringTest, OnServesEveryKindOfRequestFromTheRings) {
+  ASSERT_TRUE(StartMount(UringArgs()));
+  EXPECT_EQ(ReadFile(kUringSwitch).value_or(""), "Y\n");
+  const uint64_t before = Served();
+  ASSERT_NE(before, UINT64_MAX) << "no uring_served in the stats";
+  Exercise("d");
+  const std::string big = Pattern(3 << 20, 7);
+  ASSERT_TRUE(WriteFile(Mnt("d/big"), big));
+  EXPECT_EQ(ReadFile(InBacking(0, "d/big")), big);
+  EXPECT_EQ(ReadFile(Mnt("d/big")), big);
+  const uint64_t kernel_written = Counter(Stats(), "kernel_written");
+  ASSERT_TRUE(WriteFile(Mnt("d/tar-made"), big, O_WRONLY | O_CREAT | O_EXCL, 0644));
+  EXPECT_EQ(Counter(Stats(), "kernel_written"), kernel_written + 1) << "no passthrough handle";
+  EXPECT_EQ(ReadFile(InBacking(0, "d/tar-made")), big);
+  ASSERT_SYS_OK(::setxattr(Mnt("d/big").c_str(), "user.k", "value", 5, 0));
+  char v[8] = {};
+  EXPECT_EQ(::getxattr(Mnt("d/big").c_str(), "user.k", v, sizeof v), 5);
+  EXPECT_STREQ(v, "value");
+  EXPECT_GE(Served() - before, 100u + 3 * 8) << Stats();
+  ASSERT_TRUE(mount().Stop());
+  EXPECT_NE(mount().Log().find("io_uring: serving requests"), std::string::npos) << mount().Log();
+}
+
+// off: nothing comes from the rings even with the kernel's switch on; auto:
+// the rings as soon as the kernel offers them.
+TEST_F(UringTest, OffAndAutoFollowTheFlagAndTheKernel) {
+  ASSERT_TRUE(StartMount(UringArgs()));  // the switch is on from here
+  ASSERT_TRUE(mount().Stop());
+  ASSERT_TRUE(StartMount(UringArgs("off")));
+  Exercise("off");
+  EXPECT_EQ(Served(), 0u);
+  ASSERT_TRUE(mount(1).Stop());  // the second daemon started
+  ASSERT_TRUE(StartMount(UringArgs("auto")));
+  Exercise("auto");
+  EXPECT_GE(Served(), 100u);
+  ASSERT_TRUE(mount(2).Stop());
+}
+
+// The requests of one CPU go to its queue: while one of them is blocked in the
+// daemon, another thread of that queue serves the rest.
+TEST_F(UringTest, ABlockedRequestLeavesItsCpuServed) {
+  ASSERT_TRUE(StartMount(UringArgs()));
+  ASSERT_TRUE(WriteFile(InBacking(0, "held"), "before"));
+  ASSERT_EQ(ReadFile(Mnt("held")), "before");
+  const int cpu = FirstCpu();
+  std::atomic<bool> done{false};
+  std::thread writer;
+  Fd lock = BlockAWrite("held", done, writer, cpu);
+  const uint64_t before = Served();
+  std::future<bool> others = OtherRequests(cpu);
+  ASSERT_EQ(others.wait_for(10s), std::future_status::ready)
+      << "other requests waited for the blocked one";
+  EXPECT_TRUE(others.get());
+  EXPECT_GE(Served() - before, 50u);
+  EXPECT_FALSE(done.load());
+  lock.reset();
+  writer.join();
+  EXPECT_EQ(ReadFile(InBacking(0, "held")), "after!");
+  ASSERT_TRUE(mount().Stop());
+}
+
+// With one thread per queue (--threads 1) the same requests wait: what shows
+// the test above can fail.
+TEST_F(UringTest, WithOneThreadPerQueueABlockedRequestHoldsUpItsCpu) {
+  std::vector<std::string> args = UringArgs();
+  args.push_back("--threads=1");
+  ASSERT_TRUE(StartMount(args));
+  ASSERT_TRUE(WriteFile(InBacking(0, "held"), "before"));
+  ASSERT_EQ(ReadFile(Mnt("held")), "before");
+  const int cpu = FirstCpu();
+  std::atomic<bool> done{false};
+  std::thread writer;
+  Fd lock = BlockAWrite("held", done, writer, cpu);
+  std::future<bool> others = OtherRequests(cpu);
+  EXPECT_EQ(others.wait_for(500ms), std::future_status::timeout);
+  lock.reset();
+  writer.join();
+  ASSERT_EQ(others.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(others.get());
+  ASSERT_TRUE(mount().Stop());
+}
+
+// SIGTERM while a file is open on the mount: the mount is detached, the ring
+// threads stopped before the session goes, and the daemon exits 0.
+TEST_F(UringTest, StopsWithAFileStillOpen) {
+  ASSERT_TRUE(StartMount(UringArgs()));
+  ASSERT_TRUE(WriteFile(Mnt("open"), "data"));
+  Fd fd(::open(Mnt("open").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  char c = 0;
+  ASSERT_EQ(::read(fd.get(), &c, 1), 1);
+  ASSERT_TRUE(mount().Stop());
+  EXPECT_EQ(ReadFile(InBacking(0, "open")), "data");
+}
+
+// kill -9: the rings die with the process, fusermount3 -u clears the dead
+// mount, and the next daemon serves from its rings again.
+TEST_F(UringTest, AfterKillNineTheMountClearsAndTheNextDaemonServes) {
+  ASSERT_TRUE(StartMount(UringArgs()));
+  ASSERT_TRUE(WriteFile(Mnt("f"), "x"));
+  mount().Kill();
+  const CommandResult r = RunCommand({"fusermount3", "-u", Mnt()});
+  ASSERT_TRUE(r.Exited0()) << r.Describe();
+  EXPECT_FALSE(IsAnythingMounted(Mnt()));
+  ASSERT_TRUE(mount().Start());
+  EXPECT_EQ(ReadFile(Mnt("f")), "x");
+  EXPECT_GT(Served(), 0u);
+  ASSERT_TRUE(mount().Stop());
 }
 
 }  // namespace

@@ -142,6 +142,13 @@ TEST(MountArgs, KernelPassthroughIsOnUnlessTurnedOff) {
   EXPECT_FALSE(parse({"/d", "/mnt", "-o", "kernel_passthrough=off"}).kernel_passthrough);
 }
 
+TEST(MountArgs, IoUringIsAutoUnlessSaid) {
+  EXPECT_EQ(parse({"--cache-directory", "/d", "/mnt"}).io_uring, IoUring::kAuto);
+  EXPECT_EQ(parse({"--cache-directory", "/d", "--io-uring", "on", "/mnt"}).io_uring, IoUring::kOn);
+  EXPECT_EQ(parse({"/d", "/mnt", "-o", "io_uring=off"}).io_uring, IoUring::kOff);
+  EXPECT_EQ(parse({"/d", "/mnt", "--io-uring=off", "--io-uring=auto"}).io_uring, IoUring::kAuto);
+}
+
 TEST(MountArgs, BusyPollIsMicrosecondsAndZeroTurnsItOff) {
   EXPECT_EQ(parse({"--cache-directory", "/d", "/mnt"}).busy_poll_us, 30u);
   EXPECT_EQ(parse({"--cache-directory", "/d", "--busy-poll", "0", "/mnt"}).busy_poll_us, 0u);
