@@ -29,7 +29,7 @@ REGEN=0
 USE_LOOP=1
 TIMEOUT=900
 NOFILE=524288
-ALL_TARGETS="native cachefs cachefs-writeback cachefs-nodedup cachefs-nopassthrough cachefs-discard bindfs fuse-overlayfs overlayfs mergerfs"
+ALL_TARGETS="native cachefs cachefs-writeback cachefs-nodedup cachefs-nopassthrough cachefs-uring cachefs-discard bindfs fuse-overlayfs overlayfs mergerfs"
 ALL_WORKLOADS="read-cold read-warm walk-cold walk-warm seq-cold seq-warm untar import"
 # cachefs-nodedup (cachefs --dedup off) only takes part in untar: reads do not
 # differ, and untar is where dedup's cost would show.
@@ -110,6 +110,8 @@ case $WORK in
 esac
 [[ $WORK =~ ^[A-Za-z0-9_./+-]+$ ]] || { echo "run.sh: --work-dir must not contain spaces or odd characters" >&2; exit 2; }
 read -r -a CACHEFS_EXTRA <<<"$CACHEFS_OPTS"
+# Every cachefs target but cachefs-uring says --io-uring off: its default, auto,
+# would follow the kernel's enable_uring switch, which a test run may have left on.
 
 [ "$(id -u)" = 0 ] || { echo "run.sh: must run as root (drop_caches, mounts)" >&2; exit 1; }
 [ -w /proc/sys/vm/drop_caches ] || { echo "run.sh: /proc/sys/vm/drop_caches is not writable" >&2; exit 1; }
@@ -140,7 +142,7 @@ ACTIVE=()
 for t in $TARGETS; do
   case $t in
     native) ;;
-    cachefs|cachefs-writeback|cachefs-nodedup|cachefs-nopassthrough|cachefs-discard)
+    cachefs|cachefs-writeback|cachefs-nodedup|cachefs-nopassthrough|cachefs-uring|cachefs-discard)
       [ -x "$CACHEFS" ] || SKIP_NOTE[$t]="binary $CACHEFS not found (ninja -C build cachefs)" ;;
     overlayfs)
       grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
@@ -259,19 +261,22 @@ mount_fs() {
   case $t in
     cachefs)
       mkdir -p "$aux/store"
-      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring off "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
     cachefs-writeback)
       mkdir -p "$aux/store"
-      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --writeback-cache "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring off --writeback-cache "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
     cachefs-nodedup)
       mkdir -p "$aux/store"
-      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --dedup off "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring off --dedup off "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
     cachefs-nopassthrough)
       mkdir -p "$aux/store"
-      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --kernel-passthrough off "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring off --kernel-passthrough off "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+    cachefs-uring)
+      mkdir -p "$aux/store"
+      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring on "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
     cachefs-discard)
       mkdir -p "$aux/store"
-      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --write-mode discard "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring off --write-mode discard "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
     overlayfs)
       # The kernel's own: no daemon to wait for.
       mkdir -p "$aux/upper" "$aux/work"
@@ -390,7 +395,7 @@ jstr() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
 version_of() {
   case $1 in
     native) echo "$(findmnt -no FSTYPE,OPTIONS --target "$SRC" | head -1 | tr -s ' ')${LOOPDEV:+ on $LOOPDEV (direct-io loop image)}" ;;
-    cachefs|cachefs-writeback|cachefs-nodedup|cachefs-nopassthrough|cachefs-discard) echo "$("$CACHEFS" --version 2>&1 | head -1), binary built $(date -u -r "$CACHEFS" +%FT%TZ)," \
+    cachefs|cachefs-writeback|cachefs-nodedup|cachefs-nopassthrough|cachefs-uring|cachefs-discard) echo "$("$CACHEFS" --version 2>&1 | head -1), binary built $(date -u -r "$CACHEFS" +%FT%TZ)," \
       "sha256 $(sha256sum "$CACHEFS" | cut -c1-12), repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" ;;
     bindfs) bindfs --version 2>&1 | head -1 ;;
     fuse-overlayfs) fuse-overlayfs --version 2>/dev/null | grep -m1 "^fuse-overlayfs" ;;
@@ -400,11 +405,12 @@ version_of() {
 }
 declare -A OPTS=(
   [native]="plain directory"
-  [cachefs]="-f --cache-directory SRC --store AUX/store${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
-  [cachefs-writeback]="-f --cache-directory SRC --store AUX/store --writeback-cache${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
-  [cachefs-nodedup]="-f --cache-directory SRC --store AUX/store --dedup off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
-  [cachefs-nopassthrough]="-f --cache-directory SRC --store AUX/store --kernel-passthrough off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
-  [cachefs-discard]="-f --cache-directory SRC --store AUX/store --write-mode discard${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [cachefs]="-f --cache-directory SRC --store AUX/store --io-uring off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [cachefs-writeback]="-f --cache-directory SRC --store AUX/store --io-uring off --writeback-cache${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [cachefs-nodedup]="-f --cache-directory SRC --store AUX/store --io-uring off --dedup off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [cachefs-nopassthrough]="-f --cache-directory SRC --store AUX/store --io-uring off --kernel-passthrough off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [cachefs-uring]="-f --cache-directory SRC --store AUX/store --io-uring on${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [cachefs-discard]="-f --cache-directory SRC --store AUX/store --io-uring off --write-mode discard${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
   [overlayfs]="mount -t overlay -o lowerdir=SRC,upperdir=AUX/upper,workdir=AUX/work"
   [bindfs]="-f SRC (defaults)"
   [fuse-overlayfs]="-f -o lowerdir=SRC,upperdir=AUX/upper,workdir=AUX/work"
