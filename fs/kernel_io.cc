@@ -14,28 +14,19 @@
 
 #include "common/log.h"
 #include "fs/filesystem.h"
+#include "fs/fuse_abi.h"
 #include "fs/request_loop.h"
 
 namespace cachefs {
 namespace {
 
-// The few pieces of the FUSE protocol (linux/fuse.h, a stable ABI) read here;
-// libfuse does not install its copy of the header.
-struct InHeader {
-  uint32_t len;
-  uint32_t opcode;
-  uint64_t unique;
-  uint64_t nodeid;
-  uint32_t uid, gid, pid;
-  uint16_t total_extlen, padding;
-};
-static_assert(sizeof(InHeader) == 40);
-struct OutHeader {
-  uint32_t len;
-  int32_t error;
-  uint64_t unique;
-};
-static_assert(sizeof(OutHeader) == 16);
+using fuse_abi::InHeader;
+using fuse_abi::kOpInit;
+using fuse_abi::kOpSetattr;
+using fuse_abi::kOpWrite;
+using fuse_abi::OutHeader;
+
+// The rest of the protocol read here (linux/fuse.h).
 struct InitIn {
   uint32_t major, minor, max_readahead, flags;
   uint32_t flags2;  // protocol 7.36, with FUSE_INIT_EXT in flags
@@ -72,9 +63,6 @@ struct SetattrIn {
   uint32_t valid;
 };
 
-constexpr uint32_t kOpSetattr = 4;
-constexpr uint32_t kOpWrite = 16;
-constexpr uint32_t kOpInit = 26;
 constexpr uint32_t kHandleKillprivV2 = 1u << 28;  // FUSE_HANDLE_KILLPRIV_V2, protocol 7.33
 constexpr uint32_t kInitExt = 1u << 30;           // FUSE_INIT_EXT: flags2 is valid
 constexpr uint32_t kDirectIoAllowMmap = 1u << 4;  // flags2: FUSE_DIRECT_IO_ALLOW_MMAP, 7.39

@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "common/signals.h"
+#include "fs/fuse_abi.h"
 #include "fs/kernel_io.h"
 
 namespace cachefs {
@@ -36,20 +37,9 @@ struct CmdReq {                                       // struct fuse_uring_cmd_r
 };
 static_assert(sizeof(CmdReq) == 24);
 
-struct InHeader {
-  uint32_t len, opcode;
-  uint64_t unique, nodeid;
-  uint32_t uid, gid, pid;
-  uint16_t total_extlen, padding;
-};
-static_assert(sizeof(InHeader) == 40);
-struct OutHeader {
-  uint32_t len;
-  int32_t error;
-  uint64_t unique;
-};
-static_assert(sizeof(OutHeader) == 16);
-constexpr uint32_t kOpWrite = 16;
+using fuse_abi::InHeader;
+using fuse_abi::kOpWrite;
+using fuse_abi::OutHeader;
 
 constexpr uint64_t kTagEntry = 1;
 constexpr uint64_t kTagStop = 2;
