@@ -33,7 +33,7 @@ struct InitIn {
 };
 struct InitOut {
   uint32_t major, minor, max_readahead, flags;
-  uint16_t max_background, congestion_threshold;  // NOLINT
+  uint16_t max_background, congestion_threshold;
   uint32_t max_write, time_gran;
   uint16_t max_pages, map_alignment;
   uint32_t flags2;  // read by the kernel when FUSE_INIT_EXT is in flags
