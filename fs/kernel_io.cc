@@ -264,7 +264,6 @@ ssize_t KernelIo::writev(int fd, struct iovec* iov, int count, void* userdata) {
         const size_t payload = std::max<size_t>({8192, out.max_write, pages * 4096});
         self.uring_ = std::make_unique<UringLoop>(self.se_, *self.uring_served_);
         self.uring_->start(self.uring_per_queue_, payload);
-        self.uring_started_.store(true, std::memory_order_release);
         if (self.loop_ != nullptr) self.loop_->stop_polling();
       }
       return n;
@@ -279,8 +278,6 @@ void KernelIo::stop_uring() {
 
 ssize_t KernelIo::splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
                               unsigned int flags, void*) {
-  ssize_t n = 0;
-  if (UringLoop::take_spliced_reply(fdin, len, &n)) return n;
   return ::splice(fdin, offin, fdout, offout, len, flags);
 }
 

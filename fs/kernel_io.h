@@ -86,10 +86,6 @@ class KernelIo {
     uring_per_queue_ = per_queue;
     uring_served_ = served;
   }
-  // The kernel offered io_uring in INIT (known once INIT is answered).
-  bool uring_offered() const { return uring_offered_.load(std::memory_order_acquire); }
-  // The INIT reply asked for io_uring and the ring threads were started.
-  bool uring() const { return uring_started_.load(std::memory_order_acquire); }
   // Joins the ring threads. After unmounting, before the session is destroyed.
   void stop_uring();
 
@@ -127,7 +123,6 @@ class KernelIo {
   std::atomic<uint64_t>* uring_served_ = nullptr;
   std::atomic<bool> uring_offered_{false};
   std::unique_ptr<UringLoop> uring_;  // set once, by the INIT reply
-  std::atomic<bool> uring_started_{false};
 };
 
 }  // namespace cachefs

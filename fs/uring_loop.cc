@@ -276,12 +276,13 @@ void UringLoop::serve(unsigned qid, unsigned slot) {
     std::memcpy(&in, e.headers, sizeof in);
     uint32_t payload_sz = 0;
     std::memcpy(&payload_sz, e.headers + kPayloadSzAt, sizeof payload_sz);
-    const size_t fixed =
-        sizeof in +
-        (in.len >= sizeof in + payload_sz ? in.len - sizeof in - payload_sz : kOpInSize + 1);
     e.unique = in.unique;
     e.replied = false;
-    if (fixed - sizeof in > kOpInSize || payload_sz > e.payload_size) {
+    // The opcode's own arguments are what the length leaves after the payload.
+    const bool sane = payload_sz <= e.payload_size && in.len >= sizeof in + payload_sz &&
+                      in.len - sizeof in - payload_sz <= kOpInSize;
+    const size_t fixed = sane ? in.len - payload_sz : 0;  // header + the opcode's arguments
+    if (!sane) {
       spdlog::error("io_uring: malformed request (opcode {}, length {})", in.opcode, in.len);
     } else {
       unsigned char* start;
@@ -304,7 +305,9 @@ void UringLoop::serve(unsigned qid, unsigned slot) {
       served_.fetch_add(1, std::memory_order_relaxed);
     }
     if (!e.replied) {
-      // Every request that comes this way expects an answer.
+      // Every request that comes this way expects an answer; one that libfuse
+      // sent elsewhere (spliced to /dev/fuse, which knows nothing of it) or
+      // never sent gets an error rather than holding the entry.
       const OutHeader out{sizeof(OutHeader), -EIO, in.unique};
       std::memcpy(e.headers, &out, sizeof out);
       e.set_payload_size(0);
@@ -313,7 +316,6 @@ void UringLoop::serve(unsigned qid, unsigned slot) {
              in.unique, nullptr);
     io_uring_submit_and_wait(&ring, 1);
   }
-  buf.mem = nullptr;
   io_uring_queue_exit(&ring);
 }
 
@@ -346,26 +348,6 @@ bool UringLoop::take_reply(const iovec* iov, int count, ssize_t* n) {
   *n = 0;
   for (int i = 0; i < count; ++i) *n += static_cast<ssize_t>(iov[i].iov_len);
   return true;
-}
-
-bool UringLoop::take_spliced_reply(int pipe_fd, size_t len, ssize_t* n) {
-  Entry* e = t_entry;
-  if (e == nullptr || e->replied || len < sizeof(OutHeader)) return false;
-  // Only this thread's own reply is ever in its pipe; read it out of the pipe
-  // into the scratch buffer, then take it as a plain reply.
-  if (e->scratch.size() < len) e->scratch.resize(len);
-  size_t got = 0;
-  while (got < len) {
-    const ssize_t r = ::read(pipe_fd, e->scratch.data() + got, len - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      *n = -1;
-      return true;
-    }
-    got += static_cast<size_t>(r);
-  }
-  const iovec one{e->scratch.data(), len};
-  return take_reply(&one, 1, n);
 }
 
 std::span<unsigned char> UringLoop::reply_buffer() {

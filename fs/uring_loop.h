@@ -67,8 +67,6 @@ class UringLoop {
   // answered the request this thread is serving from its ring; `*n` then
   // gets writev(2)'s result.
   static bool take_reply(const iovec* iov, int count, ssize_t* n);
-  // The same for a reply libfuse spliced into `pipe_fd` (`len` bytes).
-  static bool take_spliced_reply(int pipe_fd, size_t len, ssize_t* n);
   // Where a READ served from a ring can put its data so the reply needs no
   // copy (empty if this thread is not serving one).
   static std::span<unsigned char> reply_buffer();

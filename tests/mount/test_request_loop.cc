@@ -46,9 +46,12 @@ class RequestLoopTest : public MountTest {
  protected:
   // Starts a write to `name` through the mount that blocks in the daemon until
   // the returned lock descriptor is closed. `done` turns true when it returns.
+  // The file is looked up through the mount before it is locked; the writer
+  // runs on CPU `cpu` (-1: any).
   Fd BlockAWrite(const std::string& name, std::atomic<bool>& done, std::thread& writer,
                  int cpu = -1) {
     EXPECT_TRUE(WriteFile(InBacking(0, name), "before"));
+    EXPECT_EQ(ReadFile(Mnt(name)), "before");
     Fd lock(::open(InBacking(0, name).c_str(), O_RDONLY | O_CLOEXEC));
     EXPECT_SYS_OK(::flock(lock.get(), LOCK_EX));
     writer = std::thread([this, name, &done, cpu] {
@@ -96,8 +99,6 @@ class RequestLoopTest : public MountTest {
 
 TEST_F(RequestLoopTest, ARequestBlockedInTheDaemonDoesNotHoldUpOthers) {
   ASSERT_TRUE(StartMount(SingleArgs()));
-  ASSERT_TRUE(WriteFile(InBacking(0, "held"), "before"));  // looked up before it is locked
-  ASSERT_EQ(ReadFile(Mnt("held")), "before");
   std::atomic<bool> done{false};
   std::thread writer;
   Fd lock = BlockAWrite("held", done, writer);
@@ -121,8 +122,6 @@ TEST_F(RequestLoopTest, WithOneWorkerABlockedRequestHoldsUpTheRest) {
   std::vector<std::string> args = SingleArgs();
   args.push_back("--threads=1");
   ASSERT_TRUE(StartMount(args));
-  ASSERT_TRUE(WriteFile(InBacking(0, "held"), "before"));
-  ASSERT_EQ(ReadFile(Mnt("held")), "before");
   std::atomic<bool> done{false};
   std::thread writer;
   Fd lock = BlockAWrite("held", done, writer);
@@ -317,8 +316,6 @@ TEST_F(UringTest, OffAndAutoFollowTheFlagAndTheKernel) {
 // daemon, another thread of that queue serves the rest.
 TEST_F(UringTest, ABlockedRequestLeavesItsCpuServed) {
   ASSERT_TRUE(StartMount(UringArgs()));
-  ASSERT_TRUE(WriteFile(InBacking(0, "held"), "before"));
-  ASSERT_EQ(ReadFile(Mnt("held")), "before");
   const int cpu = FirstCpu();
   std::atomic<bool> done{false};
   std::thread writer;
@@ -342,8 +339,6 @@ TEST_F(UringTest, WithOneThreadPerQueueABlockedRequestHoldsUpItsCpu) {
   std::vector<std::string> args = UringArgs();
   args.push_back("--threads=1");
   ASSERT_TRUE(StartMount(args));
-  ASSERT_TRUE(WriteFile(InBacking(0, "held"), "before"));
-  ASSERT_EQ(ReadFile(Mnt("held")), "before");
   const int cpu = FirstCpu();
   std::atomic<bool> done{false};
   std::thread writer;
