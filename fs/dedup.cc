@@ -327,7 +327,8 @@ int Filesystem::break_shared(Node* n, uint64_t keep) {
   // the copy stays nameless, for whoever still has the file open.
   bool named = false;
   if (pfd) {
-    err = store_->replace(pfd.get(), parent.name().c_str(), f->dev, f->ino, copy.get());
+    err = store_->replace(pfd.get(), parent.name().c_str(), f->dev, f->ino, copy.get(),
+                          &dir_mutex(parent.get()));
     if (err == 0)
       named = true;
     else if (err != ESTALE && err != ENOENT)
@@ -420,7 +421,7 @@ Filesystem::DedupResult Filesystem::dedup_one(Node* n) {
     // Marks the file it displaces, for whoever still writes it through another
     // descriptor once the lock is gone (begin_write).
     err = store_->replace_by_object(pfd.get(), parent.name().c_str(), fd.get(), now,
-                                    plan.object.get(), plan.key);
+                                    plan.object.get(), plan.key, &dir_mutex(parent.get()));
     if (err) return R::kDone;  // renamed or replaced meanwhile: that name is not this file's
     struct stat ost {};
     ::fstat(plan.object.get(), &ost);

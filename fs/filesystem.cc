@@ -141,7 +141,8 @@ FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
     mode_t mode = 0755;
     const bool have_shown = getattr(dir, shown) == 0;
     if (have_shown) mode = shown.st_mode & 07777;
-    if (::mkdirat(pfd.get(), name, mode) != 0 && errno != EEXIST) {
+    if (changing(parent.get(), [&] { return ::mkdirat(pfd.get(), name, mode); }) != 0 &&
+        errno != EEXIST) {
       err = errno;
       return {};
     }

@@ -60,6 +60,22 @@ struct WriteAccess {
   FdLease fd;  // read-write descriptor, when asked for
 };
 
+// Shared hold of the stripes of one or two directories (Filesystem::dir_change),
+// for the one call that changes their entries or times.
+class DirChange {
+ public:
+  DirChange(std::shared_mutex& a, std::shared_mutex& b) {
+    // Always the same order, and a stripe only once.
+    std::shared_mutex* first = &a < &b ? &a : &b;
+    std::shared_mutex* second = &a < &b ? &b : &a;
+    first_ = std::shared_lock(*first);
+    if (second != first) second_ = std::shared_lock(*second);
+  }
+
+ private:
+  std::shared_lock<std::shared_mutex> first_, second_;
+};
+
 class Filesystem {
  public:
   // Opens every backing directory and the store. Throws UsageError.
@@ -235,6 +251,29 @@ class Filesystem {
 
   // A change was made inside `dir` through the mount: its listing is out of date.
   static void changed(Node* dir) { dir->change_gen.fetch_add(1, std::memory_order_relaxed); }
+  // Dedup swaps a name inside a directory for an object and then puts the
+  // directory's times back (store::Store::replace): the store's business, not a
+  // change a user made. Whatever this daemon changes in a directory (a name made
+  // or removed, its times or mode set) is done holding this, for that one call,
+  // and the swap holds the directory's stripe exclusively from its first look
+  // at the times to their put-back: neither can undo the other's update (tar
+  // setting a directory's mtime while a file in it is being shared did lose it).
+  [[nodiscard]] DirChange dir_change(const Node* dir) { return {dir_mutex(dir), dir_mutex(dir)}; }
+  [[nodiscard]] DirChange dir_change(const Node* a, const Node* b) {
+    return {dir_mutex(a), dir_mutex(b)};
+  }
+  // `call()`, one system call that changes `dir` (or `dir` and `other`), made
+  // under dir_change; returns what it returns, errno as it left it.
+  template <typename Call>
+  int changing(const Node* dir, Call&& call) {
+    const DirChange hold = dir_change(dir);
+    return call();
+  }
+  template <typename Call>
+  int changing(const Node* dir, const Node* other, Call&& call) {
+    const DirChange hold = dir_change(dir, other);
+    return call();
+  }
 
   // The inode number shown for a backing inode in branch b.
   uint64_t shown_ino(BranchIndex b, const struct stat& st) const;
@@ -280,6 +319,11 @@ class Filesystem {
   std::shared_mutex io_mu_[kIoStripes];
   std::shared_mutex& io_mutex(const Node* n) {
     return io_mu_[(reinterpret_cast<uintptr_t>(n) >> 6) % kIoStripes];
+  }
+  // Filesystem::dir_change's stripes.
+  std::shared_mutex dir_mu_[kIoStripes];
+  std::shared_mutex& dir_mutex(const Node* dir) {
+    return dir_mu_[(reinterpret_cast<uintptr_t>(dir) >> 6) % kIoStripes];
   }
   int break_shared(Node* n, uint64_t keep);
   // begin_write's first look at a burst's descriptor `d` of `f` (non-object,

@@ -169,6 +169,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
     for (size_t b = 0; !err && !fs.discard() && b < fs.branch_count(); ++b) {
       if (!n->dirs[b].known.load(std::memory_order_acquire)) continue;
       FdLease fd = fs.dir_fd(n, static_cast<BranchIndex>(b));
+      const DirChange change = fs.dir_change(n);
       if (fd) err = apply(fd.get(), false, *attr, to_set);
     }
   } else if (unchanged_object(fs, n, *attr, to_set)) {

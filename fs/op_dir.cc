@@ -266,7 +266,7 @@ void mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode)
     fuse_reply_err(req, err);
     return;
   }
-  if (::mkdirat(pfd.get(), name, mode & 07777) != 0) {
+  if (fs.changing(parent, [&] { return ::mkdirat(pfd.get(), name, mode & 07777); }) != 0) {
     const int err = errno;
     if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), name);
     fuse_reply_err(req, err);
@@ -275,7 +275,7 @@ void mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode)
   // A directory made where a lower one was deleted starts empty: opaque.
   if (over_whiteout) {
     if (int err = fs.set_opaque(pfd.get(), name)) {
-      ::unlinkat(pfd.get(), name, AT_REMOVEDIR);
+      fs.changing(parent, [&] { return ::unlinkat(pfd.get(), name, AT_REMOVEDIR); });
       Filesystem::restore_whiteout(pfd.get(), name);
       fuse_reply_err(req, err);
       return;
@@ -318,11 +318,13 @@ void rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     const auto bi = static_cast<BranchIndex>(b);
     int err = 0;
     FdLease pfd = fs.dir_fd(parent, bi, false, err);
-    if (!pfd || ::unlinkat(pfd.get(), name, AT_REMOVEDIR) != 0) {
+    if (!pfd ||
+        fs.changing(parent, [&] { return ::unlinkat(pfd.get(), name, AT_REMOVEDIR); }) != 0) {
       if (pfd) err = errno;
       for (BranchIndex r : removed) {
         FdLease rfd = fs.dir_fd(parent, r);
-        ::mkdirat(rfd.get(), name, p.found[r].st.st_mode & 07777);
+        fs.changing(parent,
+                    [&] { return ::mkdirat(rfd.get(), name, p.found[r].st.st_mode & 07777); });
         ::fchownat(rfd.get(), name, p.found[r].st.st_uid, p.found[r].st.st_gid,
                    AT_SYMLINK_NOFOLLOW);
       }

@@ -122,7 +122,7 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
   //   without CAP_FSETID, after set-id bits were added to the open file.
   const bool try_passthrough = fs.kernel_io().passthrough() && fuse_req_ctx(req)->uid == 0 &&
                                (fi->flags & O_ACCMODE) == O_WRONLY && (fi->flags & O_EXCL);
-  UniqueFd fd(::openat(pfd.get(), name, flags, mode & 07777));
+  UniqueFd fd(fs.changing(parent, [&] { return ::openat(pfd.get(), name, flags, mode & 07777); }));
   if (!fd) {
     const int err = errno;
     if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), name);

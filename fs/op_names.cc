@@ -50,7 +50,7 @@ void mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode,
     fuse_reply_err(req, err);
     return;
   }
-  if (::mknodat(pfd.get(), name, mode, rdev) != 0) {
+  if (fs.changing(parent, [&] { return ::mknodat(pfd.get(), name, mode, rdev); }) != 0) {
     const int err = errno;
     if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), name);
     fuse_reply_err(req, err);
@@ -70,7 +70,7 @@ void symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, const ch
     return;
   }
   // The target is stored as text and never resolved by the daemon.
-  if (::symlinkat(target, pfd.get(), name) != 0) {
+  if (fs.changing(parent, [&] { return ::symlinkat(target, pfd.get(), name); }) != 0) {
     const int err = errno;
     if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), name);
     fuse_reply_err(req, err);
@@ -117,7 +117,9 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* 
     return;
   }
   const bool over_whiteout = fs.discard() && Filesystem::take_whiteout(pfd.get(), newname);
-  if (::linkat(src.get(), "", pfd.get(), newname, AT_EMPTY_PATH) != 0) {
+  if (fs.changing(newparent, [&] {
+        return ::linkat(src.get(), "", pfd.get(), newname, AT_EMPTY_PATH);
+      }) != 0) {
     err = errno;
     if (over_whiteout) Filesystem::restore_whiteout(pfd.get(), newname);
     fuse_reply_err(req, err);
@@ -179,7 +181,7 @@ void unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     // The inode itself, to give a deduplicated file's space back (below).
     UniqueFd victim;
     if (pfd && fs.dedup_on(b)) victim.reset(::openat(pfd.get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (!pfd || ::unlinkat(pfd.get(), name, 0) != 0) {
+    if (!pfd || fs.changing(parent, [&] { return ::unlinkat(pfd.get(), name, 0); }) != 0) {
       if (pfd) err = errno;
       break;
     }
@@ -211,7 +213,10 @@ int rename_file(Filesystem& fs, Node* parent, const char* name, Node* newparent,
   FdLease dpfd = spfd ? fs.dir_fd(newparent, b, true, err) : FdLease();
   if (!dpfd) return err;
   if (!(flags & RENAME_EXCHANGE)) fs.pin_before_removal(newparent, newname);
-  if (::renameat2(spfd.get(), name, dpfd.get(), newname, flags) != 0) return errno;
+  if (fs.changing(parent, newparent,
+                  [&] { return ::renameat2(spfd.get(), name, dpfd.get(), newname, flags); }) != 0) {
+    return errno;
+  }
   Filesystem::changed(parent);
   Filesystem::changed(newparent);
   if (flags & RENAME_EXCHANGE) {
@@ -239,7 +244,9 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
   for (size_t b = 0; !err && b < nb; ++b) {
     if (dst.found[b].present && !src.found[b].present) {
       FdLease dpfd = fs.dir_fd(newparent, static_cast<BranchIndex>(b), false, err);
-      if (!dpfd || ::unlinkat(dpfd.get(), newname, AT_REMOVEDIR) != 0) {
+      if (!dpfd || fs.changing(newparent, [&] {
+            return ::unlinkat(dpfd.get(), newname, AT_REMOVEDIR);
+          }) != 0) {
         if (dpfd) err = errno;
       } else {
         removed.push_back(static_cast<BranchIndex>(b));
@@ -253,7 +260,9 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
     FdLease dpfd = spfd ? fs.dir_fd(newparent, bi, true, err) : FdLease();
     if (!dpfd) {
       // err set by dir_fd
-    } else if (::renameat2(spfd.get(), name, dpfd.get(), newname, flags) != 0) {
+    } else if (fs.changing(parent, newparent, [&] {
+                 return ::renameat2(spfd.get(), name, dpfd.get(), newname, flags);
+               }) != 0) {
       err = errno;
     } else {
       renamed.push_back(bi);
@@ -261,11 +270,14 @@ int rename_dir(Filesystem& fs, Node* parent, const char* name, Node* newparent, 
   }
   if (err) {
     for (BranchIndex b : renamed) {
-      ::renameat2(fs.dir_fd(newparent, b).get(), newname, fs.dir_fd(parent, b).get(), name, 0);
+      const FdLease from = fs.dir_fd(newparent, b), to = fs.dir_fd(parent, b);
+      fs.changing(parent, newparent,
+                  [&] { return ::renameat2(from.get(), newname, to.get(), name, 0); });
     }
     for (BranchIndex b : removed) {
       FdLease dpfd = fs.dir_fd(newparent, b);
-      ::mkdirat(dpfd.get(), newname, dst.found[b].st.st_mode & 07777);
+      fs.changing(newparent,
+                  [&] { return ::mkdirat(dpfd.get(), newname, dst.found[b].st.st_mode & 07777); });
       ::fchownat(dpfd.get(), newname, dst.found[b].st.st_uid, dst.found[b].st.st_gid,
                  AT_SYMLINK_NOFOLLOW);
     }

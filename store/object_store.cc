@@ -12,8 +12,11 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -47,6 +50,18 @@ void list_dir(int dirfd, Fn&& fn) {
     fn(e->d_name);
   }
   ::closedir(d);
+}
+
+// CACHEFS_TEST_REPLACE_PAUSE_MS=N: replace() waits N ms between its look at the
+// directory's times and the exchange, so that a test can make a change there
+// inside that window. Read once.
+void pause_for_tests() {
+  static const uint64_t ms = [] {
+    const char* v = std::getenv("CACHEFS_TEST_REPLACE_PAUSE_MS");
+    uint64_t n = 0;
+    return v != nullptr && parse_uint(v, 10, n) ? n : 0;
+  }();
+  if (ms != 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
 }  // namespace
@@ -315,7 +330,8 @@ int Store::adopt(int fd, const ObjectKey& key) const {
   return err;
 }
 
-int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) const {
+int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd,
+                   std::shared_mutex* dir_lock) const {
   // The name's current file may have been fsync'ed by its writer; what takes its
   // place must be on disk first, or a power cut after the exchange reached the
   // journal could leave the name on unwritten blocks.
@@ -323,14 +339,18 @@ int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) co
   std::string tmp;
   if (int err = link_tmp(fd, tmp)) return err;
   // The exchange is the store's business, not a change to the directory: its
-  // times are put back after it (a change someone makes in the same instant
-  // may lose its mtime update; its ctime moves anyway).
+  // times are put back after it. The caller's own changes to the directory wait
+  // for that (dir_lock); another process's made in the same instant may lose
+  // its mtime update (its ctime moves anyway).
+  std::unique_lock<std::shared_mutex> exclusive;
+  if (dir_lock != nullptr) exclusive = std::unique_lock(*dir_lock);
   struct stat dir {};
   const bool keep_times = ::fstat(dirfd, &dir) == 0;
   const auto put_back_times = [&] {
     const struct timespec times[2] = {dir.st_atim, dir.st_mtim};
     if (keep_times) ::utimensat(AT_FDCWD, ProcFdPath(dirfd).c_str(), times, 0);
   };
+  pause_for_tests();
   if (::renameat2(tmp_.get(), tmp.c_str(), dirfd, name, RENAME_EXCHANGE) != 0) {
     const int err = errno;
     ::unlinkat(tmp_.get(), tmp.c_str(), 0);
@@ -351,10 +371,10 @@ int Store::replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) co
 }
 
 int Store::replace_by_object(int dirfd, const char* name, int file, const struct stat& st,
-                             int object, const ObjectKey& key) const {
+                             int object, const ObjectKey& key, std::shared_mutex* dir_lock) const {
   const std::string mark = key.name();
   if (::fsetxattr(file, kReplacedXattr, mark.data(), mark.size(), 0) != 0) return errno;
-  const int err = replace(dirfd, name, st.st_dev, st.st_ino, object);
+  const int err = replace(dirfd, name, st.st_dev, st.st_ino, object, dir_lock);
   if (err != 0) ::fremovexattr(file, kReplacedXattr);  // it keeps its name, or lost it to another
   return err;
 }

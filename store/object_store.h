@@ -36,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 
@@ -143,8 +144,11 @@ class Store {
   // The inode's data is made durable (fdatasync) before the exchange: a name
   // whose own file was fsync'ed must not come back from a power cut pointing at
   // an inode whose bytes never reached the disk. The directory's atime and
-  // mtime are put back: a user sees no change there.
-  int replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd) const;
+  // mtime are put back: a user sees no change there. `dir_lock`, when given, is
+  // held exclusively from the first look at those times to their put-back: the
+  // caller's own changes to the directory hold it shared, and none is lost.
+  int replace(int dirfd, const char* name, dev_t dev, ino_t ino, int fd,
+              std::shared_mutex* dir_lock = nullptr) const;
 
   // Dedup's replace: `name` in `dirfd`, which must still be the file `file`
   // (stat `st`; the caller holds its WriteLock and found it unchanged), is
@@ -155,7 +159,7 @@ class Store {
   // writing the file, as POSIX says); the mark is taken away again if the file
   // keeps its name. Returns as replace().
   int replace_by_object(int dirfd, const char* name, int file, const struct stat& st, int object,
-                        const ObjectKey& key) const;
+                        const ObjectKey& key, std::shared_mutex* dir_lock = nullptr) const;
 
   // Called after a path of the inode behind `fd` was removed: if that inode is
   // an object and the object's own name is now its last one (what `cachectl gc`

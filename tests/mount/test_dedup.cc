@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <thread>
+#include <utility>
 
 #include "reliability_util.h"
 #include "store/object_store.h"
@@ -67,6 +68,54 @@ TEST_F(DedupTest, SharingLeavesTheDirectoryTimesAlone) {
   EXPECT_EQ(d.st_mtim.tv_sec, 1'500'000'000);
   EXPECT_EQ(d.st_mtim.tv_nsec, 7);
   EXPECT_EQ(Lstat(Mnt("d")).st_mtim.tv_sec, 1'500'000'000);
+}
+
+// The put-back must not undo a change made through the mount while a swap in
+// that directory is under way: neither times a user sets there (tar restoring a
+// directory's mtime after extracting into it) nor the mtime a new name gives.
+TEST_F(DedupTest, ChangesToTheDirectoryDuringASwapAreKept) {
+  // Each swap waits between its look at the directory's times and the exchange.
+  ::setenv("CACHEFS_TEST_REPLACE_PAUSE_MS", "300", 1);
+  const auto started = StartMount(Args(SingleArgs()));
+  ::unsetenv("CACHEFS_TEST_REPLACE_PAUSE_MS");
+  ASSERT_TRUE(started);
+  const std::string data = Bytes(100'000, 11);
+  ASSERT_SYS_OK(::mkdir(Mnt("d").c_str(), 0755));
+  ASSERT_TRUE(WriteFile(Mnt("a"), data));
+  // a becomes the object itself (no swap); each later copy is swapped for it.
+  for (int i = 0; i < 1000 && Lstat(InBacking(0, "a")).st_nlink < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(Lstat(InBacking(0, "a")).st_nlink, 2u);
+  // Inside a swap: the object's temporary name is in the store's tmp/.
+  const std::string tmp = InBacking(0, ".cachefs/tmp");
+  const auto inside_a_swap = [&] {
+    for (int i = 0; i < 1000; ++i) {
+      if (!ListDir(tmp).empty()) return true;
+      std::this_thread::sleep_for(1ms);
+    }
+    return false;
+  };
+
+  ASSERT_TRUE(WriteFile(Mnt("d/b"), data));
+  ASSERT_TRUE(inside_a_swap());
+  const struct timespec times[2] = {{1'600'000'000, 5}, {1'500'000'000, 7}};
+  ASSERT_SYS_OK(::utimensat(AT_FDCWD, Mnt("d").c_str(), times, 0));
+  ASSERT_GE(WaitForCounter("dedup_linked", 1), 1u) << Stats();
+  struct stat d = Lstat(InBacking(0, "d"));
+  EXPECT_EQ(d.st_mtim.tv_sec, 1'500'000'000);
+  EXPECT_EQ(d.st_mtim.tv_nsec, 7);
+
+  ASSERT_TRUE(WriteFile(Mnt("d/c"), data));
+  ASSERT_TRUE(inside_a_swap());
+  ASSERT_SYS_OK(::mkdir(Mnt("d/sub").c_str(), 0755));
+  ASSERT_GE(WaitForCounter("dedup_linked", 2), 2u) << Stats();
+  d = Lstat(InBacking(0, "d"));
+  const struct stat sub = Lstat(InBacking(0, "d/sub"));
+  // Made in d's last change: d's mtime is sub's own (ext4 gives both the same).
+  EXPECT_EQ(std::make_pair(d.st_mtim.tv_sec, d.st_mtim.tv_nsec),
+            std::make_pair(sub.st_mtim.tv_sec, sub.st_mtim.tv_nsec));
+  EXPECT_EQ(Lstat(InBacking(0, "d/c")).st_ino, Lstat(InBacking(0, "a")).st_ino);
 }
 
 TEST_F(DedupTest, IdenticalFilesShareOneObjectAndStillLookApart) {
