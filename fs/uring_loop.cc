@@ -162,6 +162,9 @@ void UringLoop::start(unsigned per_queue, size_t payload) {
     return;
   }
   payload_ = payload;
+  if (const char* v = std::getenv("CACHEFS_TEST_URING_FAIL_QUEUE"); v != nullptr && *v != '\0') {
+    fail_queue_ = std::strtol(v, nullptr, 10);
+  }
   const unsigned queues = queue_count();
   if (per_queue == 0) per_queue = 1;
   const SignalsBlocked blocked;
@@ -218,6 +221,10 @@ void UringLoop::serve(unsigned qid, unsigned slot) {
   sched_param batch{};
   ::sched_setscheduler(0, SCHED_BATCH, &batch);
 
+  if (static_cast<long>(qid) == fail_queue_) {
+    if (slot == 0) give_up("queue failed on purpose (CACHEFS_TEST_URING_FAIL_QUEUE)", ECANCELED);
+    return;
+  }
   io_uring ring{};
   // One submitter, and completions run when it waits: no signal to this thread.
   int r = io_uring_queue_init(

@@ -82,6 +82,9 @@ class UringLoop {
   int dev_fd_ = -1;
   int stop_fd_ = -1;
   size_t payload_ = 0;
+  // CACHEFS_TEST_URING_FAIL_QUEUE=N: queue N fails to set up, as one whose ring
+  // cannot be made would (tests of give_up); -1: none.
+  long fail_queue_ = -1;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> given_up_{false};
   std::atomic<bool> serving_logged_{false};

@@ -352,6 +352,44 @@ TEST_F(UringTest, WithOneThreadPerQueueABlockedRequestHoldsUpItsCpu) {
   ASSERT_TRUE(mount().Stop());
 }
 
+// A queue that cannot be set up (no ring, no thread) would hold every request:
+// the daemon makes the kernel give io_uring up for the connection, and the
+// mount is served through /dev/fuse.
+TEST_F(UringTest, AQueueThatCannotBeSetUpGivesTheRingsUp) {
+  ::setenv("CACHEFS_TEST_URING_FAIL_QUEUE", "0", 1);
+  const auto started = StartMount(UringArgs());
+  ::unsetenv("CACHEFS_TEST_URING_FAIL_QUEUE");
+  ASSERT_TRUE(started);
+  std::future<void> work = std::async(std::launch::async, [this] { Exercise("d"); });
+  ASSERT_EQ(work.wait_for(10s), std::future_status::ready) << "requests are held\n"
+                                                           << mount().Log();
+  work.get();
+  EXPECT_EQ(Served(), 0u);
+  EXPECT_NE(mount().Log().find("requests go through /dev/fuse"), std::string::npos)
+      << mount().Log();
+  ASSERT_TRUE(mount().Stop());
+}
+
+// --io-uring on where the switch is off and cannot be turned on (here: a
+// read-only copy saying N, bind-mounted over it in a mount namespace of the
+// daemon's own): one clear error, and nothing is mounted.
+TEST_F(UringTest, OnFailsClearlyWhenTheSwitchCannotBeTurnedOn) {
+  const std::string off = temp_.Path("enable_uring-off");
+  ASSERT_TRUE(WriteFile(off, "N\n"));
+  const CommandResult r =
+      RunCommand({"unshare", "--mount", "--propagation", "private", "sh", "-c",
+                  "mount --bind -o ro \"$1\" \"$2\" && exec \"$3\" --cache-directory \"$4\" "
+                  "--io-uring on -f \"$5\"",
+                  "sh", off, kUringSwitch, kCachefsBinary, Backing(0), Mnt()});
+  ASSERT_TRUE(WIFEXITED(r.status)) << r.Describe();
+  EXPECT_EQ(WEXITSTATUS(r.status), 1) << r.Describe();
+  EXPECT_NE(r.output.find("--io-uring on: cannot switch on " + std::string(kUringSwitch) +
+                          " (write refused)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(IsAnythingMounted(Mnt()));
+}
+
 // SIGTERM while a file is open on the mount: the mount is detached, the ring
 // threads stopped before the session goes, and the daemon exits 0.
 TEST_F(UringTest, StopsWithAFileStillOpen) {
