@@ -443,6 +443,9 @@ def cmd_report(a):
           f"{meta['mem_kib'] >> 20} GiB RAM, kernel {meta['kernel']}; "
           f"{'ext4 loop image' if meta.get('loop_image') else meta['versions'].get('native', '')}; "
           f"median of {meta['runs']} runs; whole run {meta.get('elapsed_seconds', '?')} s")
+    if meta.get("idle_driver", "none") != "none":
+        print(f"cpuidle {meta['idle_driver']}, guest_halt_poll_ns "
+              f"{meta.get('guest_halt_poll_ns', '-')}")
     print()
     head = ["workload"] + targets
     rows = []

@@ -422,6 +422,12 @@ declare -A OPTS=(
     "$(awk '/MemTotal/{print $2}' /proc/meminfo)" \
     "$(jstr "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)")"
   printf '"nofile_soft":"%s","nofile_hard":"%s",' "$(ulimit -Sn)" "$(ulimit -Hn)"
+  # How long an idle vCPU polls before it halts: with 0, every wake-up of a
+  # task on the other CPU is a halted vCPU's wake-up, and a FUSE round trip
+  # costs ~4x (bench/README.md, "The host's idle polling").
+  printf '"idle_driver":%s,"guest_halt_poll_ns":%s,' \
+    "$(jstr "$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)")" \
+    "$(jstr "$(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo -)")"
   printf '"runs":%s,"seed":%s,"scale":"%s","work_dir":"%s","loop_image":%s,"corpus":%s,' \
     "$RUNS" "$SEED" "$SCALE" "$WORK" "$([ "$USE_LOOP" = 1 ] && echo true || echo false)" "$STATS"
   printf '"targets":['; sep=
