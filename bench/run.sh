@@ -217,6 +217,8 @@ unmount_one() {  # MNT: unmount (lazily if busy), then make sure the daemon is g
   MOUNTS=("${keep[@]}")
 }
 
+URING_SWITCH=/sys/module/fuse/parameters/enable_uring
+URING_SWITCH_WAS=$(cat "$URING_SWITCH" 2>/dev/null || true)
 CLEANED=0
 cleanup() {
   local rc=$?
@@ -237,6 +239,9 @@ cleanup() {
     umount "$FSROOT" 2>/dev/null || { sleep 1; umount "$FSROOT" 2>/dev/null; } || umount -l "$FSROOT"
   fi
   [ -n "$LOOPDEV" ] && losetup -d "$LOOPDEV" 2>/dev/null
+  # cachefs-uring (--io-uring on) switches the fuse module's io_uring on for
+  # the whole machine: put back as it was.
+  [ -n "$URING_SWITCH_WAS" ] && echo "$URING_SWITCH_WAS" > "$URING_SWITCH" 2>/dev/null
   if grep -qs " $WORK" /proc/mounts; then
     log "WARNING: mounts left under $WORK:"; grep " $WORK" /proc/mounts >&2
   fi
