@@ -317,14 +317,11 @@ class Filesystem {
   // Writers hold a node's stripe shared; swapping its backing takes it exclusive.
   static constexpr size_t kIoStripes = 64;
   std::shared_mutex io_mu_[kIoStripes];
-  std::shared_mutex& io_mutex(const Node* n) {
-    return io_mu_[(reinterpret_cast<uintptr_t>(n) >> 6) % kIoStripes];
-  }
+  static size_t stripe(const Node* n) { return (reinterpret_cast<uintptr_t>(n) >> 6) % kIoStripes; }
+  std::shared_mutex& io_mutex(const Node* n) { return io_mu_[stripe(n)]; }
   // Filesystem::dir_change's stripes.
   std::shared_mutex dir_mu_[kIoStripes];
-  std::shared_mutex& dir_mutex(const Node* dir) {
-    return dir_mu_[(reinterpret_cast<uintptr_t>(dir) >> 6) % kIoStripes];
-  }
+  std::shared_mutex& dir_mutex(const Node* dir) { return dir_mu_[stripe(dir)]; }
   int break_shared(Node* n, uint64_t keep);
   // begin_write's first look at a burst's descriptor `d` of `f` (non-object,
   // regular): takes LOCK_SH on it and checks the inode. Returns 0 with `object`

@@ -29,7 +29,7 @@ struct MountConfig {
   std::string mountpoint;
   bool foreground = false;
   bool debug = false;
-  unsigned threads = 0;  // 0: the default (16)
+  unsigned threads = 16;  // FUSE workers (--threads, 1-1024)
   // µs the listening worker polls /dev/fuse after a request before it sleeps
   // (fs/request_loop.h); 0: sleep at once.
   unsigned busy_poll_us = 30;

@@ -53,7 +53,7 @@ void init(void* userdata, fuse_conn_info* conn) {
   // Requests over io_uring, one queue per CPU, when the kernel offers it; the
   // threads are shared out between the queues (8 each on 2 CPUs by default, so
   // a slow request leaves its CPU served).
-  const unsigned threads = fs.config().threads ? fs.config().threads : 16;
+  const unsigned threads = fs.config().threads;
   fs.kernel_io().want_uring(fs.config().io_uring != IoUring::kOff,
                             std::max(1u, threads / std::max(1u, UringLoop::queue_count())),
                             &fs.counters.uring_served);
@@ -224,7 +224,7 @@ int run_mount(const MountConfig& cfg) {
   fs.start_dedup();  // after fuse_daemonize: threads do not survive its fork
   fs.prefetcher().start();
 
-  const unsigned threads = cfg.threads ? cfg.threads : 16;
+  const unsigned threads = cfg.threads;
   int rc;
   if (own_io) {
     RequestLoop loop(se, threads, cfg.busy_poll_us, fs.counters.listeners_called);

@@ -161,6 +161,12 @@ TEST(MountArgs, BusyPollIsMicrosecondsAndZeroTurnsItOff) {
   EXPECT_NE(e.find("--busy-poll"), std::string::npos) << e;
 }
 
+TEST(MountArgs, WorkerThreadsDefaultToSixteenAndZeroIsRefused) {
+  EXPECT_EQ(parse({"--cache-directory", "/d", "/mnt"}).threads, 16u);
+  EXPECT_NE(error_of({"--cache-directory", "/d", "--threads", "0", "/mnt"}).find("--threads"),
+            std::string::npos);
+}
+
 TEST(MountArgs, PrefetchThreadsAreCountedAndZeroTurnsItOff) {
   EXPECT_EQ(parse({"--cache-directory", "/d", "/mnt"}).prefetch_threads, 8u);
   EXPECT_EQ(parse({"--cache-directory", "/d", "--prefetch-threads", "0", "/mnt"}).prefetch_threads,
