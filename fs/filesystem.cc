@@ -533,7 +533,8 @@ void Filesystem::chown_to_caller(fuse_req_t req, int fd, struct stat& st) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   // The daemon creates as itself; the entry must belong to the caller. A group
   // other than ours means the backing directory is setgid: keep that group.
-  const gid_t gid = st.st_gid == ::getegid() ? ctx->gid : st.st_gid;
+  static const gid_t ours = ::getegid();  // the daemon never changes its ids
+  const gid_t gid = st.st_gid == ours ? ctx->gid : st.st_gid;
   if (st.st_uid == ctx->uid && st.st_gid == gid) return;
   if (::fchownat(fd, "", ctx->uid, gid, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) == 0) {
     // chown clears set-id bits of a regular file, as the kernel would.
@@ -545,6 +546,7 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
                               BranchIndex branch, UniqueFd rw, fuse_entry_param& e) {
   // A file `create` opened is reached through that descriptor; anything else is
   // opened (O_PATH) by name.
+  const bool writable = static_cast<bool>(rw);
   UniqueFd fd = rw ? std::move(rw)
                    : UniqueFd(::openat(parent_fd, std::string(name).c_str(),
                                        O_PATH | O_NOFOLLOW | O_CLOEXEC));
@@ -570,7 +572,6 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
     }
   } else {
     auto f = std::make_shared<FileBacking>(branch, st);
-    const bool writable = (::fcntl(fd.get(), F_GETFL) & O_ACCMODE) == O_RDWR;
     (writable ? f->rw : f->path).install(std::move(fd));
     n = nodes_.intern_file(parent, name, std::move(f), st.st_nlink);
     st.st_ino = shown_ino(branch, st);

@@ -74,7 +74,6 @@ struct XattrTargets {
 int xattr_targets(Filesystem& fs, Node* n, bool all, XattrTargets& t,
                   WriteAccess* write = nullptr) {
   if (!n->is_dir()) {
-    struct stat st {};
     if (write != nullptr) {
       if (int err = fs.begin_write(n, *write, false)) return err;
       t.backing = write->backing;
@@ -82,11 +81,10 @@ int xattr_targets(Filesystem& fs, Node* n, bool all, XattrTargets& t,
       t.backing = n->backing();
     }
     const auto& f = t.backing;
+    // The inode's type is known from when the node was made (it never changes):
+    // a data descriptor, often open already, reaches its xattrs.
+    if (!f->regular) return ENOTSUP;
     int err = 0;
-    FdLease p = fs.path_fd(n, *f, err);
-    if (!p) return err;
-    if (::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
-    if (!S_ISREG(st.st_mode)) return ENOTSUP;
     t.file = fs.io_fd(n, *f, false, err);
     if (!t.file) return err;
     t.fds.push_back(t.file.get());
@@ -195,18 +193,28 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
       return;
     }
     const auto f = w.backing;
-    FdLease p = err ? FdLease() : fs.path_fd(n, *f, err);
-    if (p && ::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
+    // A regular file whose data is open already is changed through that
+    // descriptor (its type is known from when the node was made); anything else
+    // through its O_PATH one, never opened for data here (a running executable
+    // refuses writing).
+    FdLease p;
+    bool symlink = false;
+    if (!err && f->regular) p = f->rw.lease();
+    if (!err && !p) {
+      p = fs.path_fd(n, *f, err);
+      if (p && ::fstatat(p.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
+      symlink = S_ISLNK(st.st_mode);
+    }
     if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
-      if (!S_ISREG(st.st_mode)) {
+      if (!f->regular) {
         err = EINVAL;
       } else if (FdLease fd = fs.io_fd(n, *f, true, err)) {
         err = ::ftruncate(fd.get(), attr->st_size) == 0 ? 0 : errno;
       }
     }
-    if (!err) err = apply(p.get(), S_ISLNK(st.st_mode), *attr, to_set);
+    if (!err) err = apply(p.get(), symlink, *attr, to_set);
     // A truncation by a caller without CAP_FSETID, or a chown: set-id bits go.
-    if (!err && KernelIo::kill_suidgid() && S_ISREG(st.st_mode)) err = KernelIo::kill_suidgid(p.get());
+    if (!err && KernelIo::kill_suidgid() && f->regular) err = KernelIo::kill_suidgid(p.get());
     fs.written(n);
   }
   struct stat out {};
