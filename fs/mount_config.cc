@@ -329,7 +329,7 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
       ->check(CLI::Range(1u, 1024u));
   app.add_option("--busy-poll", out.busy_poll_us,
                  "microseconds a worker polls for the next request before it sleeps "
-                 "(default 30; 0: never)")
+                 "(default 100; 0: never)")
       ->multi_option_policy(last)
       ->check(CLI::Range(0u, 10000u));
   app.add_option("--prefetch-threads", out.prefetch_threads,

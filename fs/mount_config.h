@@ -32,7 +32,7 @@ struct MountConfig {
   unsigned threads = 16;  // FUSE workers (--threads, 1-1024)
   // µs the listening worker polls /dev/fuse after a request before it sleeps
   // (fs/request_loop.h); 0: sleep at once.
-  unsigned busy_poll_us = 30;
+  unsigned busy_poll_us = 100;
   // Background threads that read directories (and small files, while the mount
   // is being read) ahead of the reader (fs/prefetch.h); 0: none.
   unsigned prefetch_threads = 8;

@@ -150,7 +150,7 @@ TEST(MountArgs, IoUringIsAutoUnlessSaid) {
 }
 
 TEST(MountArgs, BusyPollIsMicrosecondsAndZeroTurnsItOff) {
-  EXPECT_EQ(parse({"--cache-directory", "/d", "/mnt"}).busy_poll_us, 30u);
+  EXPECT_EQ(parse({"--cache-directory", "/d", "/mnt"}).busy_poll_us, 100u);
   EXPECT_EQ(parse({"--cache-directory", "/d", "--busy-poll", "0", "/mnt"}).busy_poll_us, 0u);
   EXPECT_EQ(parse({"/d", "/mnt", "-o", "busy_poll=75"}).busy_poll_us, 75u);
   for (const char* bad : {"-1", "fast", "10001", "1.5"}) {
