@@ -564,6 +564,38 @@ TEST_P(PosixTest, UserXattrsOnDirectories) {
   }
 }
 
+// Only regular files and directories carry xattrs through the mount; the daemon
+// knows a node's type from when it made the node and never asks the inode again.
+TEST_P(PosixTest, XattrsOfSymlinksAndFifosAreNotSupported) {
+  const std::string link = Mnt(F("xlink"));
+  const std::string fifo = Mnt(F("xfifo"));
+  ASSERT_SYS_OK(::symlink("nowhere", link.c_str()));
+  ASSERT_SYS_OK(::mkfifo(fifo.c_str(), 0644));
+  char buf[16] = {};
+  // trusted.*: user.* the kernel refuses on such inodes before asking us.
+  for (const std::string& p : {link, fifo}) {
+    SCOPED_TRACE(p);
+    EXPECT_ERRNO(ENOTSUP, ::lsetxattr(p.c_str(), "trusted.t", "v", 1, 0));
+    EXPECT_ERRNO(ENOTSUP, ::lgetxattr(p.c_str(), "trusted.t", buf, sizeof buf));
+  }
+  // A file being written: its xattrs, times and mode go through the open data.
+  const std::string file = Mnt(F("xopen"));
+  const int fd = ::open(file.c_str(), O_CREAT | O_EXCL | O_RDWR, 0644);
+  ASSERT_SYS_OK(fd);
+  ASSERT_EQ(::write(fd, "abc", 3), 3);
+  ASSERT_SYS_OK(::fsetxattr(fd, "trusted.t", "v", 1, 0));
+  EXPECT_EQ(::fgetxattr(fd, "trusted.t", buf, sizeof buf), 1);
+  const timespec times[2] = {{1500000000, 0}, {1500000001, 0}};
+  ASSERT_SYS_OK(::futimens(fd, times));
+  ASSERT_SYS_OK(::fchmod(fd, 0600));
+  ::close(fd);
+  struct stat st {};
+  ASSERT_SYS_OK(::stat(file.c_str(), &st));
+  EXPECT_EQ(st.st_mtim.tv_sec, 1500000001);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_size, 3);
+}
+
 // ---------------------------------------------------------------------------
 // statfs, readdir
 
