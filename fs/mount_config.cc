@@ -324,17 +324,22 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
       ->multi_option_policy(last);
   app.add_flag("--keep-upper", out.keep_upper,
                "discard mode: leave the changes in the upper directory at unmount");
-  app.add_option("--threads", out.threads, "maximum FUSE worker threads")
+  // Defaults shown in --help come from MountConfig itself, the one place they are set.
+  const MountConfig defaults;
+  app.add_option("--threads", out.threads,
+                 fmt::format("maximum FUSE worker threads (default {})", defaults.threads))
       ->multi_option_policy(last)
       ->check(CLI::Range(1u, 1024u));
   app.add_option("--busy-poll", out.busy_poll_us,
-                 "microseconds a worker polls for the next request before it sleeps "
-                 "(default 100; 0: never)")
+                 fmt::format("microseconds a worker polls for the next request before it "
+                             "sleeps (default {}; 0: never)",
+                             defaults.busy_poll_us))
       ->multi_option_policy(last)
       ->check(CLI::Range(0u, 10000u));
   app.add_option("--prefetch-threads", out.prefetch_threads,
-                 "threads that read directories and small files ahead of the reader "
-                 "(default 8; 0: none)")
+                 fmt::format("threads that read directories and small files ahead of the "
+                             "reader (default {}; 0: none)",
+                             defaults.prefetch_threads))
       ->multi_option_policy(last)
       ->check(CLI::Range(0u, 64u));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
@@ -361,7 +366,9 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   app.add_option("--dedup", dedup, "on (default) or off: share identical files through the store")
       ->multi_option_policy(last);
   app.add_option("--dedup-delay", out.dedup_delay,
-                 "seconds a file must go unchanged before it is deduplicated (default 1)")
+                 fmt::format("seconds a file must go unchanged before it is deduplicated "
+                             "(default {:g})",
+                             defaults.dedup_delay))
       ->multi_option_policy(last)
       ->check(CLI::Range(0.0, 86400.0));
   std::string kernel_passthrough;
