@@ -480,7 +480,7 @@ std::string Filesystem::stats_json() {
       .set("dedup_busy", c(counters.dedup_busy))
       .set("cow_breaks", c(counters.cow_breaks))
       .set("cow_bytes", c(counters.cow_bytes))
-      .set("listeners_called", c(counters.listeners_called))
+      .set("listener", counters.listener.json())
       .set("uring_served", c(counters.uring_served))
       .set("prefetch_dirs", prefetcher_->dirs_read())
       .set("prefetch_files", prefetcher_->files_read())

@@ -21,6 +21,7 @@
 #include "fs/kernel_io.h"
 #include "fs/mount_config.h"
 #include "fs/node_table.h"
+#include "fs/request_loop.h"
 #include "fs/route_table.h"
 #include "store/object_store.h"
 
@@ -46,7 +47,7 @@ struct Counters {
   std::atomic<uint64_t> dedup_busy{0};        // written through another descriptor: later
   std::atomic<uint64_t> cow_breaks{0};        // shared files given a private copy on change
   std::atomic<uint64_t> cow_bytes{0};
-  std::atomic<uint64_t> listeners_called{0};  // workers called to listen beside others
+  ListenerCounters listener;                  // how the request loop's listener fared
   std::atomic<uint64_t> uring_served{0};      // requests served over io_uring (uring_loop.h)
 };
 

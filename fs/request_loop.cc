@@ -34,10 +34,36 @@ void cpu_relax() {
 
 }  // namespace
 
+void ListenerCounters::count_gap(int64_t ns) {
+  size_t i = 0;
+  while (i < kGapBoundsUs.size() && ns > int64_t{kGapBoundsUs[i]} * 1000) ++i;
+  gaps[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+Json ListenerCounters::json() const {
+  auto c = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+  Json g = Json::object();
+  for (size_t i = 0; i < kGapBoundsUs.size(); ++i) {
+    g.set("up_to_" + std::to_string(kGapBoundsUs[i]) + "us", c(gaps[i]));
+  }
+  g.set("longer", c(gaps[kGapBoundsUs.size()]));
+  Json j = Json::object();
+  j.set("busy_poll_us", window_us.load(std::memory_order_relaxed))
+      .set("found_waiting", c(found_waiting))
+      .set("caught_polling", c(caught_polling))
+      .set("after_sleep", c(after_sleep))
+      .set("gap_before_request", std::move(g))
+      .set("workers_called", c(called));
+  return j;
+}
+
 RequestLoop::RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us,
-                         std::atomic<uint64_t>& called)
-    : se_(se), threads_(threads == 0 ? 1 : threads),
-      spin_ns_(static_cast<int64_t>(busy_poll_us) * 1000), called_(called) {
+                         ListenerCounters& counters)
+    : se_(se),
+      threads_(threads == 0 ? 1 : threads),
+      spin_ns_(static_cast<int64_t>(busy_poll_us) * 1000),
+      counters_(counters) {
+  counters_.window_us.store(busy_poll_us, std::memory_order_relaxed);
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
@@ -170,10 +196,11 @@ ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
   thread_local int backlog = 0;
   ssize_t n = ::read(fd, buf, len);
   if (n >= 0 || errno != EAGAIN) {
+    if (n > 0) counters_.found_waiting.fetch_add(1, std::memory_order_relaxed);
     if (n > 0 && ++backlog >= 2 && waiting_.load() > 0 && recruits_.load() == 0) {
       backlog = 0;
       ++recruits_;
-      called_.fetch_add(1, std::memory_order_relaxed);
+      counters_.called.fetch_add(1, std::memory_order_relaxed);
       call_one();
     }
     return n;
@@ -185,7 +212,13 @@ ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
     do {
       cpu_relax();
       n = ::read(fd, buf, len);
-      if (n >= 0 || errno != EAGAIN) return n;
+      if (n >= 0 || errno != EAGAIN) {
+        if (n > 0) {
+          counters_.caught_polling.fetch_add(1, std::memory_order_relaxed);
+          counters_.count_gap(now_ns() - start);
+        }
+        return n;
+      }
     } while (now_ns() - start < spin_ns);
   }
   // Nothing within the window: sleep in poll(2), unless another listener does.
@@ -207,8 +240,12 @@ ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
     n = ::read(fd, buf, len);
     if (n >= 0 || errno != EAGAIN) {
       sleeper_ = false;
-      quick_.store(now_ns() - start < spin_ns_.load(std::memory_order_relaxed),
-                   std::memory_order_relaxed);
+      const int64_t gap = now_ns() - start;
+      quick_.store(gap < spin_ns_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      if (n > 0) {
+        counters_.after_sleep.fetch_add(1, std::memory_order_relaxed);
+        counters_.count_gap(gap);
+      }
       return n;
     }
   }

@@ -25,20 +25,44 @@
 #include <fuse_lowlevel.h>
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 
+#include "common/json.h"
+
 namespace cachefs {
+
+// How the listener came by each request it read (the mount's stats, so an
+// operator can see whether --busy-poll fits the host): the request was already
+// waiting, came while it busy-polled, or came after it had gone to sleep in
+// poll(2). For the last two, how long after the listener finished its previous
+// request the next one arrived: requests that keep coming a little later than
+// the window (on a host whose round trips are slower) are the ones a wider
+// --busy-poll would catch; gaps of a millisecond and more are pauses, which no
+// window should span.
+struct ListenerCounters {
+  static constexpr std::array<unsigned, 6> kGapBoundsUs{25, 50, 100, 200, 500, 1000};
+
+  std::atomic<unsigned> window_us{0};  // the busy-poll window in force (0 over io_uring)
+  std::atomic<uint64_t> called{0};     // workers called to listen beside the others
+  std::atomic<uint64_t> found_waiting{0};
+  std::atomic<uint64_t> caught_polling{0};
+  std::atomic<uint64_t> after_sleep{0};
+  std::array<std::atomic<uint64_t>, kGapBoundsUs.size() + 1> gaps{};  // the last: longer
+
+  void count_gap(int64_t ns);
+  Json json() const;
+};
 
 class RequestLoop {
  public:
   // The period after which a listener busy with one request is replaced.
   static constexpr std::chrono::microseconds kTakeover{200};
 
-  // `called` counts the workers called to listen beside the others.
   RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us,
-              std::atomic<uint64_t>& called);
+              ListenerCounters& counters);
   ~RequestLoop();
   RequestLoop(const RequestLoop&) = delete;
   RequestLoop& operator=(const RequestLoop&) = delete;
@@ -50,7 +74,10 @@ class RequestLoop {
 
   // Stops busy-polling for good: requests now come over io_uring, and only
   // FORGETs and INTERRUPTs through the device, which are not worth a CPU.
-  void stop_polling() { spin_ns_.store(0, std::memory_order_relaxed); }
+  void stop_polling() {
+    spin_ns_.store(0, std::memory_order_relaxed);
+    counters_.window_us.store(0, std::memory_order_relaxed);
+  }
 
   // The listener's read of the device (KernelIo::read calls it): busy-poll, then
   // sleep in poll(2) until a request or the stop event. read(2)'s contract.
@@ -66,7 +93,7 @@ class RequestLoop {
   fuse_session* se_;
   const unsigned threads_;
   std::atomic<int64_t> spin_ns_;
-  std::atomic<uint64_t>& called_;
+  ListenerCounters& counters_;
   int stop_fd_ = -1;  // eventfd, readable once stopping
 
   std::atomic<bool> stopping_{false};

@@ -227,7 +227,7 @@ int run_mount(const MountConfig& cfg) {
   const unsigned threads = cfg.threads;
   int rc;
   if (own_io) {
-    RequestLoop loop(se, threads, cfg.busy_poll_us, fs.counters.listeners_called);
+    RequestLoop loop(se, threads, cfg.busy_poll_us, fs.counters.listener);
     fs.kernel_io().use_loop(&loop);
     rc = loop.run();
     fs.kernel_io().use_loop(nullptr);
