@@ -103,6 +103,8 @@ int build_listing(Filesystem& fs, Node* dir, DirListing& out) {
     if (read_ahead) {
       fs.prefetcher().note_listed(files_listed);
       ahead.dir = UniqueFd(::fcntl(::dirfd(dp), F_DUPFD_CLOEXEC, 0));
+      ahead.dev = bst.st_dev;
+      ahead.ino = bst.st_ino;
       if (ahead.dir) fs.prefetcher().submit(std::move(ahead));
     }
     ::closedir(dp);

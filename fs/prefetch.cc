@@ -83,8 +83,9 @@ void Prefetcher::run() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    // The listed directory's own files first: the reader is about to open them.
-    if (want_data()) {
+    // The listed directory's own files first: the reader is about to open them
+    // (unless a worker did when it read the directory ahead).
+    if (want_data() && first_to_read_files(job.dev, job.ino)) {
       for (const auto& name : job.files) read_file(job.dir.get(), name);
     }
     for (const auto& name : job.dirs) {
@@ -105,6 +106,8 @@ void Prefetcher::read_dir(int parent, const std::string& name) {
     return;
   }
   dirs_read_.fetch_add(1, std::memory_order_relaxed);
+  struct stat self {};
+  ::fstat(fd, &self);  // on failure 0, 0: its files are read
   std::vector<std::string> files;
   size_t seen = 0;
   while (dirent* de = ::readdir(dp)) {
@@ -120,10 +123,25 @@ void Prefetcher::read_dir(int parent, const std::string& name) {
       files.emplace_back(de->d_name);
     }
   }
-  if (!files.empty() && want_data()) {
+  if (!files.empty() && want_data() && first_to_read_files(self.st_dev, self.st_ino)) {
     for (const auto& f : files) read_file(fd, f);
   }
   ::closedir(dp);
+}
+
+// A mark is taken once: a third job for the same directory (a later listing,
+// its files since dropped from the page cache, say) reads them again.
+bool Prefetcher::first_to_read_files(dev_t dev, ino_t ino) {
+  if (dev == 0 && ino == 0) return true;
+  std::lock_guard lock(mu_);
+  if (files_done_.erase({dev, ino}) > 0) return false;
+  files_done_.emplace(dev, ino);
+  files_done_order_.emplace_back(dev, ino);
+  if (files_done_order_.size() > kMaxDone) {
+    files_done_.erase(files_done_order_.front());
+    files_done_order_.pop_front();
+  }
+  return true;
 }
 
 // Starts reading a small regular file's data into the page cache. Reached by

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -31,7 +32,9 @@ namespace cachefs {
 class Prefetcher {
  public:
   struct Job {
-    UniqueFd dir;                    // a readable descriptor of the listed directory
+    UniqueFd dir;   // a readable descriptor of the listed directory
+    dev_t dev = 0;  // and its inode (0, 0: unknown)
+    ino_t ino = 0;
     std::vector<std::string> dirs;   // subdirectories to read ahead
     std::vector<std::string> files;  // regular files whose data may be read ahead
     // Adds a name unless its list is full: a huge directory is read ahead only
@@ -70,6 +73,11 @@ class Prefetcher {
   void run();
   void read_dir(int parent, const std::string& name);
   void read_file(int parent, const std::string& name);
+  // Two jobs meet each directory: a worker reads it ahead as a subdirectory,
+  // and the reader's listing of it comes as a job of its own. Whichever comes
+  // first reads its files and leaves a mark; the second finds the mark, takes
+  // it away and reads nothing (a cold read-all read every file twice).
+  bool first_to_read_files(dev_t dev, ino_t ino);
 
   const unsigned threads_;
   const uint64_t max_file_bytes_;
@@ -84,6 +92,10 @@ class Prefetcher {
   std::atomic<uint64_t> dirs_read_{0};
   std::atomic<uint64_t> files_read_{0};
   static constexpr size_t kMaxQueued = 64;  // each holds a descriptor
+  // Under mu_: the marks of first_to_read_files, oldest first in the deque.
+  std::set<std::pair<dev_t, ino_t>> files_done_;
+  std::deque<std::pair<dev_t, ino_t>> files_done_order_;
+  static constexpr size_t kMaxDone = 4096;  // far more than the reader is behind
 };
 
 }  // namespace cachefs

@@ -75,9 +75,15 @@ class PrefetcherJobTest : public ::testing::Test {
     std::filesystem::create_directories(std::filesystem::path(root_ + "/" + rel).parent_path());
     std::ofstream(root_ + "/" + rel) << std::string(bytes, 'x');
   }
+  // The job of a listing of `rel`, as ops::readdir makes it (with the
+  // directory's inode).
   Prefetcher::Job JobFor(const std::string& rel) {
     Prefetcher::Job job;
     job.dir = UniqueFd(::open((root_ + "/" + rel).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct stat st {};
+    EXPECT_EQ(::fstat(job.dir.get(), &st), 0);
+    job.dev = st.st_dev;
+    job.ino = st.st_ino;
     for (const auto& e : std::filesystem::directory_iterator(root_ + "/" + rel)) {
       if (e.is_symlink()) continue;
       (e.is_directory() ? job.dirs : job.files).push_back(e.path().filename());
@@ -115,6 +121,43 @@ TEST_F(PrefetcherJobTest, ReadsSubdirectoriesAndOnlySmallRegularFiles) {
   EXPECT_EQ(p.dirs_read(), 2u);   // a and b; the symlink in a is not a directory
   EXPECT_EQ(p.files_read(), 4u);  // here, a/small1, a/small2, b/x
   p.stop();                       // nothing blocked on the FIFO
+}
+
+// The reader lists a directory whose files a worker read ahead when it read the
+// directory as a subdirectory: its job does not read them a second time, nor
+// the other way round. Once only; a directory never read ahead has its files
+// read.
+TEST_F(PrefetcherJobTest, FilesReadAheadWithTheirDirectoryAreNotReadAgain) {
+  Write("top/a/f1", 100);
+  Write("top/a/f2", 100);
+  Write("other/g", 100);
+  Prefetcher p(1, 1 << 20);
+  p.start();
+  p.note_listed(1);
+  p.note_first_read();
+  p.submit(JobFor("top"));
+  WaitFor([&] { return p.files_read() >= 2; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(p.files_read(), 2u);
+  p.submit(JobFor("top/a"));  // the reader got to a
+  p.submit(JobFor("other"));  // never read ahead
+  WaitFor([&] { return p.files_read() >= 3; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(p.files_read(), 3u) << "a's files read again, or other's not read";
+  p.submit(JobFor("top/a"));  // a second listing of a
+  WaitFor([&] { return p.files_read() >= 5; });
+  EXPECT_EQ(p.files_read(), 5u);
+  // The other way round: the reader lists c before a worker reads it ahead.
+  Write("up/c/h1", 100);
+  Write("up/c/h2", 100);
+  p.submit(JobFor("up/c"));
+  WaitFor([&] { return p.files_read() >= 7; });
+  p.submit(JobFor("up"));
+  WaitFor([&] { return p.dirs_read() >= 2; });  // a, and now c
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(p.dirs_read(), 2u);
+  EXPECT_EQ(p.files_read(), 7u) << "c's files read again";
+  p.stop();
 }
 
 // A subdirectory with more entries than a worker looks at: it reads ahead the
