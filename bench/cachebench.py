@@ -17,6 +17,13 @@
       Turns the raw per-run timings into the median table (stdout, Markdown) and
       a JSON document.
 
+  cachebench.py requests PERF_SCRIPT_OUTPUT
+      Per FUSE opcode: count, median and 90th percentile of the time from the
+      kernel queueing a request to its answer, and their sum (the daemon's
+      share, queueing included). The input is the text of
+        perf record -e fuse:fuse_request_send -e fuse:fuse_request_end -a ...
+        perf script -F time,event,trace
+
   cachebench.py folios FILE [--mib N]
       Root only. Maps the first N MiB (default 64) of FILE, touches every page
       (reading it into the page cache if it is not there) and counts how many
@@ -32,6 +39,7 @@ import math
 import mmap
 import os
 import random
+import re
 import statistics
 import sys
 
@@ -500,6 +508,34 @@ def cmd_report(a):
         json.dump(doc, f, indent=1)
 
 
+def cmd_requests(a):
+    sends, took = {}, {}
+    line_re = re.compile(r"\s*([\d.]+):\s+fuse:(fuse_request_send|fuse_request_end):.*?req (\d+)(.*)")
+    with open(a.file) as f:
+        for line in f:
+            m = line_re.match(line)
+            if not m:
+                continue
+            t, event, req, rest = float(m.group(1)), m.group(2), m.group(3), m.group(4)
+            if event == "fuse_request_send":
+                op = re.search(r"\((\w+)\)", rest)
+                sends[req] = (t, op.group(1) if op else "?")
+            elif req in sends:
+                t0, op = sends.pop(req)
+                took.setdefault(op, []).append((t - t0) * 1e6)
+    if not took:
+        print(f"requests: {a.file}: no paired fuse_request_send/end events", file=sys.stderr)
+        sys.exit(1)
+    total = 0.0
+    print(f"{'opcode':<18} {'count':>8} {'median':>9} {'p90':>9} {'sum':>8}")
+    for op, v in sorted(took.items(), key=lambda kv: -len(kv[1])):
+        v.sort()
+        total += sum(v)
+        print(f"{op:<18} {len(v):>8} {v[len(v) // 2]:>7.1f}us {v[int(len(v) * 0.9)]:>7.1f}us "
+              f"{sum(v) / 1e6:>7.2f}s")
+    print(f"{'all':<18} {sum(len(v) for v in took.values()):>8} {'':>9} {'':>9} {total / 1e6:>7.2f}s")
+
+
 def cmd_folios(a):
     st = os.stat(a.file)
     size = min(st.st_size, a.mib << 20) // 4096 * 4096
@@ -573,12 +609,14 @@ def main():
     sz.add_argument("store")
     sz.add_argument("--distinct-of", required=True)
     sz.add_argument("--seconds", required=True)
+    rq = sub.add_parser("requests")
+    rq.add_argument("file")
     fo = sub.add_parser("folios")
     fo.add_argument("file")
     fo.add_argument("--mib", type=int, default=64)
     a = ap.parse_args()
     {"gen": cmd_gen, "readall": cmd_readall, "report": cmd_report, "settle": cmd_settle,
-     "sizes": cmd_sizes, "folios": cmd_folios}[a.cmd](a)
+     "sizes": cmd_sizes, "requests": cmd_requests, "folios": cmd_folios}[a.cmd](a)
 
 
 if __name__ == "__main__":
