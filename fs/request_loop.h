@@ -16,10 +16,10 @@
 //   a parallel build is served by as many workers as it keeps busy; a worker
 //   that then finds nothing within its window goes back to waiting, and at
 //   most one ever sleeps in poll(2).
-// * One waiting worker, the watch, looks every kTakeover: when one request has
-//   held the only listener for a whole period (a cold disk, an fsync) and
-//   nobody listens, the watch becomes a listener. Slow requests still overlap,
-//   up to --threads at once.
+// * One waiting worker, the watch, looks every kWatchPeriod: when one request
+//   has held the only listener for a whole kTakeover (a cold disk, an fsync)
+//   and nobody listens, the watch becomes a listener. Slow requests still
+//   overlap, up to --threads at once.
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -47,6 +47,7 @@ struct ListenerCounters {
 
   std::atomic<unsigned> window_us{0};  // the busy-poll window in force (0 over io_uring)
   std::atomic<uint64_t> called{0};     // workers called to listen beside the others
+  std::atomic<uint64_t> watch_looks{0};  // times the watch woke to look (RequestLoop::standby)
   std::atomic<uint64_t> found_waiting{0};
   std::atomic<uint64_t> caught_polling{0};
   std::atomic<uint64_t> after_sleep{0};
@@ -58,8 +59,11 @@ struct ListenerCounters {
 
 class RequestLoop {
  public:
-  // The period after which a listener busy with one request is replaced.
+  // The period after which a listener busy with one request is replaced, and
+  // how often the watch looks for one (so a stuck request waits for a worker
+  // kTakeover to kWatchPeriod + kTakeover).
   static constexpr std::chrono::microseconds kTakeover{200};
+  static constexpr std::chrono::microseconds kWatchPeriod{2000};
 
   RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us,
               ListenerCounters& counters);
