@@ -172,8 +172,8 @@ void RequestLoop::standby() {
   // The watch: take over when one request has held the listener for a whole
   // kTakeover with nobody listening. It looks every kWatchPeriod, and a look
   // that finds nobody listening looks again after kTakeover. (Looking every
-  // kTakeover cost an untar or rm -rf several per cent: in a burst each look is
-  // a timer wake-up on a CPU the clients need.)
+  // kTakeover made five times the timer wake-ups in a burst, on CPUs the
+  // clients need: an untar or rm -rf took a few per cent longer on average.)
   while (!stopping_.load()) {
     if (idle_.load() == 1) {  // a listener sleeps: nothing is being served
       idle_.wait(1);
