@@ -34,10 +34,15 @@ void cpu_relax() {
 
 }  // namespace
 
-void ListenerCounters::count_gap(int64_t ns) {
+void ListenerCounters::count(std::atomic<uint64_t>& kind, int64_t gap_ns) {
+  kind.fetch_add(1, std::memory_order_relaxed);
   size_t i = 0;
-  while (i < kGapBoundsUs.size() && ns > int64_t{kGapBoundsUs[i]} * 1000) ++i;
+  while (i < kGapBoundsUs.size() && gap_ns > int64_t{kGapBoundsUs[i]} * 1000) ++i;
   gaps[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+int64_t RequestLoop::spin_ns() const {
+  return int64_t{counters_.window_us.load(std::memory_order_relaxed)} * 1000;
 }
 
 Json ListenerCounters::json() const {
@@ -60,10 +65,7 @@ Json ListenerCounters::json() const {
 
 RequestLoop::RequestLoop(fuse_session* se, unsigned threads, unsigned busy_poll_us,
                          ListenerCounters& counters)
-    : se_(se),
-      threads_(threads == 0 ? 1 : threads),
-      spin_ns_(static_cast<int64_t>(busy_poll_us) * 1000),
-      counters_(counters) {
+    : se_(se), threads_(threads == 0 ? 1 : threads), counters_(counters) {
   counters_.window_us.store(busy_poll_us, std::memory_order_relaxed);
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
@@ -174,17 +176,19 @@ void RequestLoop::standby() {
   // that finds nobody listening looks again after kTakeover. (Looking every
   // kTakeover made five times the timer wake-ups in a burst, on CPUs the
   // clients need: an untar or rm -rf took a few per cent longer on average.)
+  const auto look_after = [this](std::chrono::microseconds wait) {
+    std::this_thread::sleep_for(wait);
+    counters_.watch_looks.fetch_add(1, std::memory_order_relaxed);
+  };
   while (!stopping_.load()) {
     if (idle_.load() == 1) {  // a listener sleeps: nothing is being served
       idle_.wait(1);
       continue;
     }
-    std::this_thread::sleep_for(kWatchPeriod);
-    counters_.watch_looks.fetch_add(1, std::memory_order_relaxed);
+    look_after(kWatchPeriod);
     if (listeners_.load() != 0) continue;
     const uint64_t at = served_.load();
-    std::this_thread::sleep_for(kTakeover);
-    counters_.watch_looks.fetch_add(1, std::memory_order_relaxed);
+    look_after(kTakeover);
     if (listeners_.load() == 0 && served_.load() == at) break;
   }
   watching_ = false;
@@ -209,19 +213,16 @@ ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
   }
   backlog = 0;
   // Only a lone listener spins, while requests keep coming.
-  const int64_t spin_ns = spin_ns_.load(std::memory_order_relaxed);
-  if (spin_ns > 0 && quick_.load(std::memory_order_relaxed) && listeners_.load() == 1) {
+  const int64_t window = spin_ns();
+  if (window > 0 && quick_.load(std::memory_order_relaxed) && listeners_.load() == 1) {
     do {
       cpu_relax();
       n = ::read(fd, buf, len);
       if (n >= 0 || errno != EAGAIN) {
-        if (n > 0) {
-          counters_.caught_polling.fetch_add(1, std::memory_order_relaxed);
-          counters_.count_gap(now_ns() - start);
-        }
+        if (n > 0) counters_.count(counters_.caught_polling, now_ns() - start);
         return n;
       }
-    } while (now_ns() - start < spin_ns);
+    } while (now_ns() - start < window);
   }
   // Nothing within the window: sleep in poll(2), unless another listener does.
   if (sleeper_.exchange(true)) {
@@ -243,11 +244,8 @@ ssize_t RequestLoop::read_request(int fd, void* buf, size_t len) {
     if (n >= 0 || errno != EAGAIN) {
       sleeper_ = false;
       const int64_t gap = now_ns() - start;
-      quick_.store(gap < spin_ns_.load(std::memory_order_relaxed), std::memory_order_relaxed);
-      if (n > 0) {
-        counters_.after_sleep.fetch_add(1, std::memory_order_relaxed);
-        counters_.count_gap(gap);
-      }
+      quick_.store(gap < spin_ns(), std::memory_order_relaxed);
+      if (n > 0) counters_.count(counters_.after_sleep, gap);
       return n;
     }
   }

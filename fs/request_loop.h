@@ -45,7 +45,8 @@ namespace cachefs {
 struct ListenerCounters {
   static constexpr std::array<unsigned, 6> kGapBoundsUs{25, 50, 100, 200, 500, 1000};
 
-  std::atomic<unsigned> window_us{0};  // the busy-poll window in force (0 over io_uring)
+  // The busy-poll window in force (0 over io_uring): the one the loop polls by.
+  std::atomic<unsigned> window_us{0};
   std::atomic<uint64_t> called{0};     // workers called to listen beside the others
   std::atomic<uint64_t> watch_looks{0};  // times the watch woke to look (RequestLoop::standby)
   std::atomic<uint64_t> found_waiting{0};
@@ -53,7 +54,9 @@ struct ListenerCounters {
   std::atomic<uint64_t> after_sleep{0};
   std::array<std::atomic<uint64_t>, kGapBoundsUs.size() + 1> gaps{};  // the last: longer
 
-  void count_gap(int64_t ns);
+  // One more request of `kind` (caught_polling or after_sleep), which came
+  // `gap_ns` after the listener's previous one.
+  void count(std::atomic<uint64_t>& kind, int64_t gap_ns);
   Json json() const;
 };
 
@@ -78,16 +81,14 @@ class RequestLoop {
 
   // Stops busy-polling for good: requests now come over io_uring, and only
   // FORGETs and INTERRUPTs through the device, which are not worth a CPU.
-  void stop_polling() {
-    spin_ns_.store(0, std::memory_order_relaxed);
-    counters_.window_us.store(0, std::memory_order_relaxed);
-  }
+  void stop_polling() { counters_.window_us.store(0, std::memory_order_relaxed); }
 
   // The listener's read of the device (KernelIo::read calls it): busy-poll, then
   // sleep in poll(2) until a request or the stop event. read(2)'s contract.
   ssize_t read_request(int fd, void* buf, size_t len);
 
  private:
+  int64_t spin_ns() const;  // the window in force, from the counters that report it
   void worker();
   void standby();  // until this thread should try to listen again
   bool may_listen();
@@ -96,7 +97,6 @@ class RequestLoop {
 
   fuse_session* se_;
   const unsigned threads_;
-  std::atomic<int64_t> spin_ns_;
   ListenerCounters& counters_;
   int stop_fd_ = -1;  // eventfd, readable once stopping
 
