@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "fs/backing_watch.h"
 #include "fs/dedup.h"
 #include "fs/overlay.h"
 #include "fs/prefetch.h"
@@ -165,9 +166,14 @@ FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
     err = errno;
     return {};
   }
+  watch_dir(b, fd.get());
   FdLease l = nodes_.publish_dir_fd(dir, b, std::move(fd), st);
   enforce_fd_budget();
   return l;
+}
+
+void Filesystem::watch_dir(BranchIndex b, int dir_fd) {
+  if (watch_ != nullptr && b < branch_count()) watch_->watch(dir_fd);
 }
 
 FdLease Filesystem::path_fd(Node* n, FileBacking& f, int& err) {
@@ -403,6 +409,9 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
     for (size_t b = 0; primary < 0 && b < p.found.size(); ++b) {
       if (p.found[b].present) primary = static_cast<int>(b);
     }
+    for (size_t b = 0; b < p.found.size(); ++b) {
+      if (p.found[b].fd) watch_dir(static_cast<BranchIndex>(b), p.found[b].fd.get());
+    }
     n = nodes_.intern_dir(parent, name, p.found, static_cast<BranchIndex>(primary));
     if (p.opaque) n->opaque.store(true, std::memory_order_release);
   }
@@ -561,6 +570,7 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
     found[branch].present = true;
     found[branch].fd = std::move(fd);
     found[branch].st = st;
+    watch_dir(branch, found[branch].fd.get());
     n = nodes_.intern_dir(parent, name, found, branch);
     if (discard()) {
       // Made in the upper layer where nothing was: no lower directory to ask for.

@@ -27,6 +27,7 @@
 
 namespace cachefs {
 
+class BackingWatch;
 class Deduper;
 class Prefetcher;
 struct UpperLayer;
@@ -49,6 +50,11 @@ struct Counters {
   std::atomic<uint64_t> cow_bytes{0};
   ListenerCounters listener;                  // how the request loop's listener fared
   std::atomic<uint64_t> uring_served{0};      // requests served over io_uring (uring_loop.h)
+  // --watch-backing (backing_watch.h): changes others made in the backing
+  // trees' filesystems, and what the kernel was told to forget because of them.
+  std::atomic<uint64_t> watch_events{0};
+  std::atomic<uint64_t> watch_invalidations{0};
+  std::atomic<uint64_t> watch_unmarked{0};  // directories the kernel would not let us watch
 };
 
 // Write access to a non-directory (Filesystem::begin_write): its backing is
@@ -294,6 +300,10 @@ class Filesystem {
   bool writeback = false;  // the kernel's write-back cache is on
   KernelIo& kernel_io() { return kernel_io_; }
   int64_t fd_budget = 0;
+  // --watch-backing: set before the mount is made; every directory of a routed
+  // branch the mount opens is handed to it.
+  void set_watch(BackingWatch* w) { watch_ = w; }
+  void watch_dir(BranchIndex b, int dir_fd);
 
  private:
   MountConfig cfg_;
@@ -314,6 +324,7 @@ class Filesystem {
   // deduplicate its files: writes there take the write lock (begin_write).
   std::vector<bool> shares_store_;
   std::unique_ptr<Deduper> deduper_;
+  BackingWatch* watch_ = nullptr;
   std::unique_ptr<Prefetcher> prefetcher_;
   // Writers hold a node's stripe shared; swapping its backing takes it exclusive.
   static constexpr size_t kIoStripes = 64;

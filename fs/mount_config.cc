@@ -45,8 +45,8 @@ constexpr std::array<std::string_view, 21> kValueKeys = {"cache_directory",
                                                          "kernel_passthrough",
                                                          "io_uring",
                                                          "upper"};
-constexpr std::array<std::string_view, 3> kBoolKeys = {"writeback_cache", "no_writeback_cache",
-                                                       "keep_upper"};
+constexpr std::array<std::string_view, 4> kBoolKeys = {"writeback_cache", "no_writeback_cache",
+                                                       "keep_upper", "watch_backing"};
 
 // Mount options libfuse hands to the kernel (or handles itself).
 constexpr std::array<std::string_view, 26> kFuseKeys = {
@@ -344,16 +344,26 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
       ->check(CLI::Range(0u, 64u));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->multi_option_policy(last);
-  app.add_option("--entry-timeout", out.entry_timeout, "seconds the kernel may cache names")
-      ->multi_option_policy(last)
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--attr-timeout", out.attr_timeout, "seconds the kernel may cache attributes")
-      ->multi_option_policy(last)
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--negative-timeout", out.negative_timeout,
-                 "seconds the kernel may cache a name's absence")
-      ->multi_option_policy(last)
-      ->check(CLI::NonNegativeNumber);
+  CLI::Option* entry_timeout =
+      app.add_option("--entry-timeout", out.entry_timeout,
+                     "seconds the kernel may cache names (default 10; 3600 with --watch-backing)")
+          ->multi_option_policy(last)
+          ->check(CLI::NonNegativeNumber);
+  CLI::Option* attr_timeout =
+      app.add_option("--attr-timeout", out.attr_timeout,
+                     "seconds the kernel may cache attributes (default 10; 3600 with "
+                     "--watch-backing)")
+          ->multi_option_policy(last)
+          ->check(CLI::NonNegativeNumber);
+  CLI::Option* negative_timeout =
+      app.add_option("--negative-timeout", out.negative_timeout,
+                     "seconds the kernel may cache a name's absence (default 0; 3600 with "
+                     "--watch-backing)")
+          ->multi_option_policy(last)
+          ->check(CLI::NonNegativeNumber);
+  app.add_flag("--watch-backing", out.watch_backing,
+               "watch the backing filesystems (fanotify, needs root) and tell the kernel at once "
+               "what other processes change there; the timeouts then default to an hour");
   app.add_option("--source", source, "same as a SOURCE argument (mount(8) style)")
       ->multi_option_policy(last);
   app.add_option("--pid-file", pid_file, "write the daemon's pid here once mounted")
@@ -416,6 +426,11 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   out.mountpoint = positionals.back();
   if (positionals.size() == 2) source = positionals.front();
   if (out.debug) out.foreground = true;
+  if (out.watch_backing) {
+    if (entry_timeout->count() == 0) out.entry_timeout = MountConfig::kWatchedTimeout;
+    if (attr_timeout->count() == 0) out.attr_timeout = MountConfig::kWatchedTimeout;
+    if (negative_timeout->count() == 0) out.negative_timeout = MountConfig::kWatchedTimeout;
+  }
   if (writeback && no_writeback)
     throw UsageError("--writeback-cache and --no-writeback-cache contradict each other");
   out.writeback_cache = writeback;

@@ -42,6 +42,10 @@ struct MountConfig {
   double entry_timeout = 10.0;
   double attr_timeout = 10.0;
   double negative_timeout = 0.0;
+  // The daemon watches the backing filesystems and invalidates what others
+  // change (fs/backing_watch.h); the three timeouts then default to this.
+  bool watch_backing = false;
+  static constexpr double kWatchedTimeout = 3600.0;
   // Files created by root are written by the kernel straight into their backing
   // files (FUSE passthrough), not through the daemon (--kernel-passthrough).
   bool kernel_passthrough = true;

@@ -104,6 +104,28 @@ Node* NodeTable::find(Node* parent, std::string_view name) {
   return it->second;
 }
 
+NodeTable::WatchHit NodeTable::find_for_watch(std::string_view rel, std::string_view name) {
+  WatchHit hit;
+  std::lock_guard lock(mu_);
+  Node* dir = root_.get();
+  while (!rel.empty()) {
+    const size_t slash = rel.find('/');
+    auto it = names_.find(Key{dir, std::string(rel.substr(0, slash))});
+    if (it == names_.end() || !it->second->is_dir()) return hit;
+    dir = it->second;
+    rel = slash == std::string_view::npos ? std::string_view() : rel.substr(slash + 1);
+  }
+  hit.dir = ino(dir);
+  if (!name.empty()) {
+    auto it = names_.find(Key{dir, std::string(name)});
+    if (it != names_.end()) {
+      hit.child = ino(it->second);
+      hit.child_kernel_written = it->second->kernel_writers.load(std::memory_order_relaxed) != 0;
+    }
+  }
+  return hit;
+}
+
 void NodeTable::ref(Node* n) {
   std::lock_guard lock(mu_);
   ++n->nlookup;

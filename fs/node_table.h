@@ -105,6 +105,10 @@ struct Node {
   std::atomic<uint64_t> write_gen{0};
   std::atomic<bool> dedup_queued{false};
   std::atomic<bool> read_counted{false};  // counted in Counters::files_read
+  // Passthrough handles the kernel writes this file through (ops::create, until
+  // their RELEASE): those writes come as changes made by the writing process,
+  // not by the daemon, and the backing watch must not take them for a stranger's.
+  std::atomic<uint32_t> kernel_writers{0};
   // The inode number shown, once the backing inode's own cannot be (a path of a
   // shared object; a file that became one): 0 until then.
   std::atomic<uint64_t> fixed_ino{0};
@@ -197,6 +201,16 @@ class NodeTable {
   Node* find(Node* parent, std::string_view name);
   // Counts one lookup on a node already held (drop it with forget).
   void ref(Node* n);
+  // For the backing watch (backing_watch.h): the inode numbers of directory
+  // `rel` ("a/b"; "" for the root) and of `name` in it, found by name without
+  // counting a lookup; 0 where there is no node. The numbers are only handed to
+  // the kernel, which ignores an invalidation of an inode it has forgotten.
+  struct WatchHit {
+    fuse_ino_t dir = 0;
+    fuse_ino_t child = 0;
+    bool child_kernel_written = false;  // the child has a passthrough handle open
+  };
+  WatchHit find_for_watch(std::string_view rel, std::string_view name);
 
   // Closes idle, unpinned descriptors, least recently used first, until at most
   // `target` are open.

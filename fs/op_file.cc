@@ -142,12 +142,17 @@ void create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode
     // I/O, which would override passthrough.
     fi->keep_cache = 0;
     fi->direct_io = 0;
+    // Counted before the reply: the kernel may write as soon as it has it.
+    Node* n = fs.nodes().node(e.ino);
+    n->kernel_writers.fetch_add(1, std::memory_order_relaxed);
     const KernelIo::PassthroughReply reply(backing);
     fuse_reply_create(req, &e, fi);
-    if (reply.sent())
+    if (reply.sent()) {
       fs.counters.kernel_written.fetch_add(1, std::memory_order_relaxed);
-    else
+    } else {
+      n->kernel_writers.fetch_sub(1, std::memory_order_relaxed);
       fs.kernel_io().backing_close(backing);  // not delivered (interrupted): no RELEASE comes
+    }
     return;
   }
   fi->fh = 0;
@@ -249,7 +254,9 @@ void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fi->fh != 0) {  // a passthrough handle (create)
     Filesystem& fs = fs_of(req);
     fs.kernel_io().backing_close(static_cast<int>(fi->fh - 1));
-    fs.kernel_released(fs.nodes().node(ino));
+    Node* n = fs.nodes().node(ino);
+    n->kernel_writers.fetch_sub(1, std::memory_order_relaxed);
+    fs.kernel_released(n);
   }
   fuse_reply_err(req, 0);
 }

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "common/log.h"
+#include "fs/backing_watch.h"
 #include "fs/filesystem.h"
 #include "fs/ops.h"
 #include "fs/prefetch.h"
@@ -160,6 +161,12 @@ int run_mount(const MountConfig& cfg) {
   ::umask(0);  // modes reach us already masked by the kernel
   Filesystem fs(cfg);
   fs.fd_budget = budget;
+  // Before mounting, so that a refusal leaves nothing mounted.
+  std::unique_ptr<BackingWatch> watch;
+  if (cfg.watch_backing) {
+    watch = std::make_unique<BackingWatch>(fs);
+    fs.set_watch(watch.get());
+  }
 
   std::string opts = "default_permissions,nosuid,nodev,subtype=cachefs,fsname=" +
                      escape_opt(fs.routes().branch_dir(fs.routes().default_branch()));
@@ -214,6 +221,12 @@ int run_mount(const MountConfig& cfg) {
   spdlog::info("mounted {} on {}: {} branch(es), {} resolution, {} mode, store {}",
                fs.routes().branch_dir(fs.routes().default_branch()), cfg.mountpoint,
                fs.branch_count(), to_string(cfg.policy), to_string(cfg.write_mode), cfg.store_dir);
+  if (watch) {
+    spdlog::info(
+        "watching the backing filesystems for changes made behind the mount's back; "
+        "timeouts: names {:g} s, attributes {:g} s, absent names {:g} s",
+        cfg.entry_timeout, cfg.attr_timeout, cfg.negative_timeout);
+  }
   if (!cfg.foreground) {
     if (fuse_daemonize(0) != 0) return 1;
     setup_logging("cachefs", cfg.log_level, true);
@@ -223,6 +236,7 @@ int run_mount(const MountConfig& cfg) {
   }
   fs.start_dedup();  // after fuse_daemonize: threads do not survive its fork
   fs.prefetcher().start();
+  if (watch) watch->start(se);
 
   const unsigned threads = cfg.threads;
   int rc;
@@ -240,6 +254,7 @@ int run_mount(const MountConfig& cfg) {
     fuse_loop_cfg_destroy(loop);
   }
   spdlog::info("unmounting {}", cfg.mountpoint);
+  if (watch) watch->stop();
   fs.prefetcher().stop();
   fuse_session_unmount(se);
   guard.mounted = false;

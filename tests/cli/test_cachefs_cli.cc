@@ -23,12 +23,15 @@ struct Result {
   std::string out;
 };
 
-Result run(std::vector<std::string> args, std::vector<std::string> env_extra = {}) {
+// Runs cachefs with `args`; with `prefix`, through that command (setpriv ...).
+Result run(std::vector<std::string> args, std::vector<std::string> env_extra = {},
+           std::vector<std::string> prefix = {}) {
   char tmpl_out[] = "/tmp/cachefs-cli-out-XXXXXX";
   char tmpl_err[] = "/tmp/cachefs-cli-err-XXXXXX";
   const int out = ::mkstemp(tmpl_out);
   const int err = ::mkstemp(tmpl_err);
   args.insert(args.begin(), CACHEFS_BINARY);
+  args.insert(args.begin(), prefix.begin(), prefix.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -47,7 +50,7 @@ Result run(std::vector<std::string> args, std::vector<std::string> env_extra = {
   posix_spawn_file_actions_adddup2(&fa, err, 2);
   pid_t pid;
   Result r;
-  if (posix_spawn(&pid, CACHEFS_BINARY, &fa, nullptr, argv.data(), envp.data()) == 0) {
+  if (posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) == 0) {
     ::waitpid(pid, &r.status, 0);
   }
   posix_spawn_file_actions_destroy(&fa);
@@ -87,8 +90,8 @@ class CachefsCli : public ::testing::Test {
 
   // Runs cachefs with `args` and checks the one-line error and that nothing got mounted.
   void expect_error(std::vector<std::string> args, const std::string& fragment,
-                    std::vector<std::string> env = {}) {
-    const Result r = run(std::move(args), std::move(env));
+                    std::vector<std::string> env = {}, std::vector<std::string> prefix = {}) {
+    const Result r = run(std::move(args), std::move(env), std::move(prefix));
     ASSERT_TRUE(WIFEXITED(r.status)) << r.err;
     EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.err;
     EXPECT_EQ(r.err.rfind("cachefs: ", 0), 0u) << r.err;
@@ -108,6 +111,20 @@ TEST_F(CachefsCli, HelpAndVersionExitZero) {
   r = run({"--version"});
   EXPECT_EQ(WEXITSTATUS(r.status), 0);
   EXPECT_EQ(r.out.rfind("cachefs ", 0), 0u);
+}
+
+// --watch-backing needs CAP_SYS_ADMIN (an unlimited fanotify queue) ...
+TEST_F(CachefsCli, WatchBackingWithoutTheRightToWatch) {
+  expect_error({"--cache-directory", cache(), "--watch-backing", "-f", mnt()},
+               "--watch-backing: fanotify: Operation not permitted", {},
+               {"setpriv", "--bounding-set=-sys_admin"});
+}
+// ... and a filesystem whose directories can be found again by handle.
+TEST_F(CachefsCli, WatchBackingOnAFilesystemWithoutHandles) {
+  expect_error({"--cache-directory", "/proc/sys", "--store", dir_ + "/store", "--watch-backing",
+                "-f", mnt()},
+               "--watch-backing: cannot watch '/proc/sys': the kernel cannot find its "
+               "directories by handle");
 }
 
 TEST_F(CachefsCli, UnknownFlag) {

@@ -392,6 +392,12 @@ std::string CachefsProcess::Log() const {
   return *s;
 }
 
+bool WatchingBacking() {
+  const char* extra = ::getenv("CACHEFS_TEST_EXTRA_ARGS");
+  return extra != nullptr &&
+         std::string_view(extra).find("--watch-backing") != std::string_view::npos;
+}
+
 bool OverIoUring() {
   const char* extra = ::getenv("CACHEFS_TEST_EXTRA_ARGS");
   return extra != nullptr &&

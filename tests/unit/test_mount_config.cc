@@ -134,6 +134,27 @@ TEST(MountArgs, WritesGoThroughUnlessWritebackCacheIsAskedFor) {
   EXPECT_FALSE(parse({"/d", "/mnt", "-o", "no_writeback_cache"}).writeback_cache);
 }
 
+TEST(MountArgs, WatchingTheBackingTreesLengthensOnlyTheTimeoutsNotGiven) {
+  MountConfig plain = parse({"--cache-directory", "/d", "/mnt"});
+  EXPECT_FALSE(plain.watch_backing);
+  EXPECT_EQ(plain.entry_timeout, 10.0);
+  EXPECT_EQ(plain.attr_timeout, 10.0);
+  EXPECT_EQ(plain.negative_timeout, 0.0);
+  MountConfig watched = parse({"--cache-directory", "/d", "--watch-backing", "/mnt"});
+  EXPECT_TRUE(watched.watch_backing);
+  EXPECT_EQ(watched.entry_timeout, 3600.0);
+  EXPECT_EQ(watched.attr_timeout, 3600.0);
+  EXPECT_EQ(watched.negative_timeout, 3600.0);
+  MountConfig given =
+      parse({"/d", "/mnt", "-o", "watch_backing,attr_timeout=5,negative_timeout=0"});
+  EXPECT_TRUE(given.watch_backing);
+  EXPECT_EQ(given.entry_timeout, 3600.0);
+  EXPECT_EQ(given.attr_timeout, 5.0);
+  EXPECT_EQ(given.negative_timeout, 0.0);
+  const std::string e = error_of({"/d", "/mnt", "-o", "watch_backing=yes"});
+  EXPECT_NE(e.find("watch_backing"), std::string::npos) << e;
+}
+
 TEST(MountArgs, KernelPassthroughIsOnUnlessTurnedOff) {
   EXPECT_TRUE(parse({"--cache-directory", "/d", "/mnt"}).kernel_passthrough);
   EXPECT_FALSE(

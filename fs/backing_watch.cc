@@ -1,0 +1,253 @@
+#include "fs/backing_watch.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/signals.h"
+#include "fs/filesystem.h"
+
+namespace cachefs {
+namespace {
+
+constexpr uint64_t kEntryEvents = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO;
+constexpr uint64_t kEvents = kEntryEvents | FAN_MODIFY | FAN_ATTRIB | FAN_ONDIR;
+// How long the watch lets events gather before it reads them: what a change
+// made behind the mount's back may take to show, at most, beyond its handling.
+constexpr std::chrono::milliseconds kGather{2};
+
+std::string fd_path(int fd) {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink(ProcFdPath(fd).c_str(), buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+// The filesystem id as fanotify reports it: statfs's f_fsid, the same 8 bytes.
+std::string fsid_key(const fsid_t& fsid) {
+  static_assert(sizeof(fsid_t) == sizeof(__kernel_fsid_t));
+  return std::string(reinterpret_cast<const char*>(&fsid), sizeof fsid);
+}
+
+}  // namespace
+
+BackingWatch::BackingWatch(Filesystem& fs) : fs_(fs) {
+  // An unlimited queue: the daemon's own changes are events too (a few per file
+  // an untar writes), read and dropped; a bounded queue could overflow behind a
+  // busy mount and lose someone else's. Unlimited marks: one per directory.
+  fan_.reset(::fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_UNLIMITED_QUEUE |
+                                 FAN_UNLIMITED_MARKS | FAN_CLOEXEC | FAN_NONBLOCK,
+                             O_RDONLY | O_CLOEXEC | O_LARGEFILE));
+  if (!fan_)
+    throw UsageError::make("--watch-backing: fanotify: {} (it needs root and Linux 5.9 or later)",
+                           std::strerror(errno));
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_) throw UsageError::make("--watch-backing: eventfd: {}", std::strerror(errno));
+  for (size_t b = 0; b < fs.branch_count(); ++b) {
+    const std::string& dir = fs.routes().branch_dir(static_cast<BranchIndex>(b));
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct statfs sfs {};
+    if (!fd || ::fstatfs(fd.get(), &sfs) != 0)
+      throw UsageError::make("--watch-backing: '{}': {}", dir, std::strerror(errno));
+    if (const int err = add_mark(fd.get()); err != 0) {
+      throw UsageError::make(
+          "--watch-backing: cannot watch '{}': {} (it needs a filesystem whose files the "
+          "kernel can name by handle)",
+          dir, std::strerror(err));
+    }
+    // Events name directories by handle, which must lead back to them.
+    alignas(file_handle) unsigned char h[sizeof(file_handle) + MAX_HANDLE_SZ] = {};
+    auto* fh = reinterpret_cast<file_handle*>(h);
+    fh->handle_bytes = MAX_HANDLE_SZ;
+    int mount_id = 0;
+    UniqueFd back;
+    if (::name_to_handle_at(fd.get(), "", fh, &mount_id, AT_EMPTY_PATH) == 0) {
+      back.reset(::open_by_handle_at(fd.get(), fh, O_PATH | O_CLOEXEC));
+    }
+    if (!back) {
+      throw UsageError::make(
+          "--watch-backing: cannot watch '{}': the kernel cannot find its directories by "
+          "handle ({})",
+          dir, std::strerror(errno));
+    }
+    roots_.push_back(Root{fd_path(fd.get())});
+    std::string key = fsid_key(sfs.f_fsid);
+    bool known = false;
+    for (const auto& m : mounts_) known = known || m.first == key;
+    if (!known) mounts_.emplace_back(std::move(key), std::move(fd));
+  }
+}
+
+int BackingWatch::add_mark(int dir_fd) {
+  // "." from the descriptor: an O_PATH one cannot name the inode by itself here.
+  if (::fanotify_mark(fan_.get(), FAN_MARK_ADD | FAN_MARK_ONLYDIR, kEvents | FAN_EVENT_ON_CHILD,
+                      dir_fd, ".") == 0) {
+    return 0;
+  }
+  return errno;
+}
+
+void BackingWatch::watch(int dir_fd) {
+  if (const int err = add_mark(dir_fd); err != 0) {
+    fs_.counters.watch_unmarked.fetch_add(1, std::memory_order_relaxed);
+    if (!warned_.exchange(true)) {
+      spdlog::warn(
+          "--watch-backing: cannot watch a directory ({}): changes others make in it "
+          "show only after the timeouts (counted in watch_unmarked)",
+          std::strerror(err));
+    }
+  }
+}
+
+BackingWatch::~BackingWatch() {
+  stop();
+}
+
+void BackingWatch::start(fuse_session* se) {
+  se_ = se;
+  const SignalsBlocked blocked;
+  thread_ = std::thread([this] { run(); });
+}
+
+void BackingWatch::stop() {
+  if (!thread_.joinable()) return;
+  const uint64_t one = 1;
+  if (::write(wake_.get(), &one, sizeof one) < 0) {
+    spdlog::warn("--watch-backing: cannot wake the watch: {}", std::strerror(errno));
+  }
+  thread_.join();
+}
+
+void BackingWatch::run() {
+  // Aligned for the event structures read into it.
+  alignas(fanotify_event_metadata) static thread_local char buf[64 * 1024];
+  const pid_t self = ::getpid();
+  pollfd fds[2] = {{fan_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+  for (;;) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("--watch-backing: poll: {}", std::strerror(errno));
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    // Let events gather: woken for each one, this thread cost an untar through
+    // the mount more than the events themselves (most are the mount's own).
+    std::this_thread::sleep_for(kGather);
+    for (;;) {
+      const ssize_t n = ::read(fan_.get(), buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) break;
+        spdlog::error("--watch-backing: read: {}", std::strerror(errno));
+        return;
+      }
+      ssize_t len = n;
+      for (auto* m = reinterpret_cast<const fanotify_event_metadata*>(buf); FAN_EVENT_OK(m, len);
+           m = FAN_EVENT_NEXT(m, len)) {
+        handle(*m, self);
+      }
+    }
+  }
+}
+
+void BackingWatch::handle(const fanotify_event_metadata& m, pid_t self) {
+  if (m.vers != FANOTIFY_METADATA_VERSION) return;
+  if ((m.mask & FAN_Q_OVERFLOW) != 0) {  // not with an unlimited queue
+    spdlog::warn(
+        "--watch-backing: events were lost; changes behind the mount's back may "
+        "stay unseen for the entry and attribute timeouts");
+    return;
+  }
+  // A directory moved (by anyone): paths below it are no longer what we cached.
+  if ((m.mask & FAN_ONDIR) != 0 && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO)) != 0) {
+    paths_.clear();
+  }
+  if (m.pid == self) return;  // made through the mount: the kernel knows
+  const char* p = reinterpret_cast<const char*>(&m) + m.metadata_len;
+  const char* end = reinterpret_cast<const char*>(&m) + m.event_len;
+  while (p + sizeof(fanotify_event_info_header) <= end) {
+    const auto* info = reinterpret_cast<const fanotify_event_info_fid*>(p);
+    if (info->hdr.len == 0 || p + info->hdr.len > end) return;
+    if (info->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME ||
+        info->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID) {
+      const auto* fh = reinterpret_cast<const file_handle*>(info->handle);
+      std::string_view name;
+      if (info->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+        const char* s = reinterpret_cast<const char*>(fh->f_handle) + fh->handle_bytes;
+        name = std::string_view(s, ::strnlen(s, static_cast<size_t>(end - s)));
+        if (name == ".") name = {};
+      }
+      fs_.counters.watch_events.fetch_add(1, std::memory_order_relaxed);
+      const bool entry = (m.mask & kEntryEvents) != 0;
+      for (const std::string& rel :
+           where(reinterpret_cast<const char*>(&info->fsid), info->handle)) {
+        invalidate(rel, name, entry);
+      }
+    }
+    p += info->hdr.len;
+  }
+}
+
+const std::vector<std::string>& BackingWatch::where(const char* fsid, const void* handle) {
+  static const std::vector<std::string> kNowhere;
+  const auto* fh = static_cast<const file_handle*>(handle);
+  std::string key(fsid, sizeof(__kernel_fsid_t));
+  key.append(static_cast<const char*>(handle), sizeof(file_handle) + fh->handle_bytes);
+  if (auto it = paths_.find(key); it != paths_.end()) return it->second;
+  if (paths_.size() >= 65536) paths_.clear();
+  std::vector<std::string> rels;
+  for (const auto& [id, mount] : mounts_) {
+    if (id.compare(0, id.size(), fsid, sizeof(__kernel_fsid_t)) != 0) continue;
+    // open_by_handle_at wants the handle aligned as a file_handle.
+    std::vector<unsigned char> copy(sizeof(file_handle) + fh->handle_bytes);
+    std::memcpy(copy.data(), handle, copy.size());
+    UniqueFd dir(::open_by_handle_at(mount.get(), reinterpret_cast<file_handle*>(copy.data()),
+                                     O_PATH | O_CLOEXEC));
+    if (!dir) break;  // gone already: its removal is an event of its parent
+    const std::string path = fd_path(dir.get());
+    for (const Root& r : roots_) {
+      if (path == r.path) {
+        rels.emplace_back();
+      } else if (path.size() > r.path.size() && path.compare(0, r.path.size(), r.path) == 0 &&
+                 (path[r.path.size()] == '/' || r.path == "/")) {
+        rels.push_back(path.substr(r.path == "/" ? 1 : r.path.size() + 1));
+      }
+    }
+    break;
+  }
+  return paths_.emplace(std::move(key), std::move(rels)).first->second;
+}
+
+void BackingWatch::invalidate(std::string_view rel, std::string_view name, bool entry) {
+  const NodeTable::WatchHit hit = fs_.nodes().find_for_watch(rel, name);
+  if (hit.dir == 0) return;  // the kernel has nothing cached there
+  auto sent = [this](int rc) {
+    // -ENOENT: the kernel had forgotten that inode or name already.
+    if (rc == 0) fs_.counters.watch_invalidations.fetch_add(1, std::memory_order_relaxed);
+  };
+  if (name.empty()) {  // the directory itself
+    sent(fuse_lowlevel_notify_inval_inode(se_, hit.dir, 0, 0));
+    return;
+  }
+  // A file the kernel is writing through a passthrough handle of this mount is
+  // changed by the writing process, not by the daemon; this mount's kernel
+  // made that change itself. (A stranger writing the same file meanwhile goes
+  // unseen until the next change after the handle is released.)
+  if (hit.child != 0 && (entry || !hit.child_kernel_written)) {
+    sent(fuse_lowlevel_notify_inval_inode(se_, hit.child, 0, 0));
+  }
+  if (entry) {
+    sent(fuse_lowlevel_notify_inval_entry(se_, hit.dir, name.data(), name.size()));
+    sent(fuse_lowlevel_notify_inval_inode(se_, hit.dir, 0, 0));
+  }
+}
+
+}  // namespace cachefs

@@ -1,0 +1,85 @@
+// --watch-backing: the daemon watches the backing directories the mount has
+// shown (fanotify, a mark on each, with their entries) and tells the kernel at
+// once when a process other than itself changes something there: another mount
+// over the same directories, cachectl, a user editing the cache by hand. The
+// kernel may then keep names, attributes and absences for an hour rather than
+// ten seconds: a warm build sends no request for the files it has seen, and
+// still sees a change made behind the mount's back within milliseconds.
+//
+// Each event names its directory by file handle, and the process that made the
+// change. The daemon's own changes (the kernel already knows them) are dropped
+// by pid; a directory handle is turned into a path under a branch once (cached
+// until a directory moves), and that path into the mount's nodes by name
+// (NodeTable::find_for_watch). Then:
+//  * an entry made, removed or renamed: the name is invalidated in its
+//    directory (a negative entry too), and the directory's attributes and
+//    cached listing;
+//  * a file's data or attributes changed: that node's attributes and pages.
+// Nothing here opens or reads the backing trees; the handle is opened O_PATH
+// only to learn where the directory is.
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <atomic>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/unique_fd.h"
+
+struct fanotify_event_metadata;
+
+namespace cachefs {
+
+class Filesystem;
+
+class BackingWatch {
+ public:
+  // Marks the root of every routed branch (discard mode: the lower layer).
+  // Throws UsageError naming --watch-backing if the kernel refuses (it needs
+  // CAP_SYS_ADMIN and a filesystem whose files fanotify can name).
+  explicit BackingWatch(Filesystem& fs);
+  // Watches one more directory of a routed branch (`dir_fd`, O_PATH will do):
+  // called whenever the mount opens one. A mark holds the directory's inode in
+  // the kernel's cache until it is deleted or the mount ends.
+  void watch(int dir_fd);
+  ~BackingWatch();
+  BackingWatch(const BackingWatch&) = delete;
+  BackingWatch& operator=(const BackingWatch&) = delete;
+
+  // Starts the thread that reads the events and sends the kernel the
+  // invalidations through `se` (after fuse_daemonize: threads do not survive it).
+  void start(fuse_session* se);
+  // Stops and joins it; events still queued are dropped.
+  void stop();
+
+ private:
+  struct Root {
+    std::string path;  // canonical, as /proc/self/fd shows it
+  };
+  int add_mark(int dir_fd);  // 0 or an errno
+  void run();
+  void handle(const fanotify_event_metadata& m, pid_t self);
+  // Where the directory with this handle lies, relative to each branch root
+  // it is under (none: outside every branch, or gone).
+  const std::vector<std::string>& where(const char* fsid, const void* handle);
+  void invalidate(std::string_view rel, std::string_view name, bool entry);
+
+  Filesystem& fs_;
+  UniqueFd fan_;
+  UniqueFd wake_;  // eventfd: stop()
+  std::vector<Root> roots_;
+  // One descriptor per watched filesystem, to open handles against, by fsid.
+  std::vector<std::pair<std::string, UniqueFd>> mounts_;
+  // Directory handle (fsid + handle bytes) → relative paths; cleared whenever a
+  // directory moves (which changes the paths below it).
+  std::unordered_map<std::string, std::vector<std::string>> paths_;
+  std::atomic<bool> warned_{false};
+  fuse_session* se_ = nullptr;
+  std::thread thread_;
+};
+
+}  // namespace cachefs
