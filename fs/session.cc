@@ -161,12 +161,6 @@ int run_mount(const MountConfig& cfg) {
   ::umask(0);  // modes reach us already masked by the kernel
   Filesystem fs(cfg);
   fs.fd_budget = budget;
-  // Before mounting, so that a refusal leaves nothing mounted.
-  std::unique_ptr<BackingWatch> watch;
-  if (cfg.watch_backing) {
-    watch = std::make_unique<BackingWatch>(fs);
-    fs.set_watch(watch.get());
-  }
 
   std::string opts = "default_permissions,nosuid,nodev,subtype=cachefs,fsname=" +
                      escape_opt(fs.routes().branch_dir(fs.routes().default_branch()));
@@ -206,6 +200,13 @@ int run_mount(const MountConfig& cfg) {
   } guard{se, fs.kernel_io()};
   if (fuse_set_signal_handlers(se) != 0) return 1;
   guard.signals = true;
+  // Before mounting, so that a refusal leaves nothing mounted; after the
+  // session, so that its thread is gone before the session is.
+  std::unique_ptr<BackingWatch> watch;
+  if (cfg.watch_backing) {
+    watch = std::make_unique<BackingWatch>(fs);
+    fs.set_watch(watch.get());
+  }
   // The kernel offers io_uring in INIT only while the fuse module's enable_uring
   // is on, and reads it when the mount is made.
   if (cfg.io_uring == IoUring::kOn && !enable_kernel_uring()) return 1;
@@ -223,7 +224,7 @@ int run_mount(const MountConfig& cfg) {
                fs.branch_count(), to_string(cfg.policy), to_string(cfg.write_mode), cfg.store_dir);
   if (watch) {
     spdlog::info(
-        "watching the backing filesystems for changes made behind the mount's back; "
+        "watching the backing directories for changes made behind the mount's back; "
         "timeouts: names {:g} s, attributes {:g} s, absent names {:g} s",
         cfg.entry_timeout, cfg.attr_timeout, cfg.negative_timeout);
   }
