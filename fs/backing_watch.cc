@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 
 #include "common/error.h"
@@ -149,16 +150,21 @@ void BackingWatch::run() {
         spdlog::error("--watch-backing: read: {}", std::strerror(errno));
         return;
       }
-      ssize_t len = n;
-      for (auto* m = reinterpret_cast<const fanotify_event_metadata*>(buf); FAN_EVENT_OK(m, len);
-           m = FAN_EVENT_NEXT(m, len)) {
-        handle(*m, self);
+      // Events are 4-byte aligned in the buffer, their metadata wants 8 (a
+      // 64-bit mask): each is copied out, never read in place.
+      const auto size = static_cast<size_t>(n);
+      for (size_t off = 0; off + sizeof(fanotify_event_metadata) <= size;) {
+        fanotify_event_metadata m;
+        std::memcpy(&m, buf + off, sizeof m);
+        if (m.event_len < sizeof m || off + m.event_len > size) break;
+        handle(m, buf + off, self);
+        off += m.event_len;
       }
     }
   }
 }
 
-void BackingWatch::handle(const fanotify_event_metadata& m, pid_t self) {
+void BackingWatch::handle(const fanotify_event_metadata& m, const char* event, pid_t self) {
   if (m.vers != FANOTIFY_METADATA_VERSION) return;
   if ((m.mask & FAN_Q_OVERFLOW) != 0) {  // not with an unlimited queue
     spdlog::warn(
@@ -171,44 +177,51 @@ void BackingWatch::handle(const fanotify_event_metadata& m, pid_t self) {
     paths_.clear();
   }
   if (m.pid == self) return;  // made through the mount: the kernel knows
-  const char* p = reinterpret_cast<const char*>(&m) + m.metadata_len;
-  const char* end = reinterpret_cast<const char*>(&m) + m.event_len;
-  while (p + sizeof(fanotify_event_info_header) <= end) {
-    const auto* info = reinterpret_cast<const fanotify_event_info_fid*>(p);
-    if (info->hdr.len == 0 || p + info->hdr.len > end) return;
-    if (info->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME ||
-        info->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID) {
-      const auto* fh = reinterpret_cast<const file_handle*>(info->handle);
+  // Info records: a header, the directory's fsid and file handle, and (DFID_NAME)
+  // the entry's name. Read by copying, like the metadata.
+  const char* p = event + m.metadata_len;
+  const char* end = event + m.event_len;
+  constexpr size_t kFsidAt = offsetof(fanotify_event_info_fid, fsid);
+  constexpr size_t kHandleAt = offsetof(fanotify_event_info_fid, handle);
+  while (p + kHandleAt + sizeof(file_handle) <= end) {
+    fanotify_event_info_header hdr;
+    std::memcpy(&hdr, p, sizeof hdr);
+    if (hdr.len == 0 || p + hdr.len > end) return;
+    if (hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME ||
+        hdr.info_type == FAN_EVENT_INFO_TYPE_DFID) {
+      const char* handle = p + kHandleAt;
+      file_handle fh;
+      std::memcpy(&fh, handle, sizeof fh);
+      const char* after = handle + sizeof(file_handle) + fh.handle_bytes;
+      if (after > p + hdr.len) return;
       std::string_view name;
-      if (info->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
-        const char* s = reinterpret_cast<const char*>(fh->f_handle) + fh->handle_bytes;
-        name = std::string_view(s, ::strnlen(s, static_cast<size_t>(end - s)));
+      if (hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+        name = std::string_view(after, ::strnlen(after, static_cast<size_t>(p + hdr.len - after)));
         if (name == ".") name = {};
       }
       fs_.counters.watch_events.fetch_add(1, std::memory_order_relaxed);
       const bool entry = (m.mask & kEntryEvents) != 0;
-      for (const std::string& rel :
-           where(reinterpret_cast<const char*>(&info->fsid), info->handle)) {
+      for (const std::string& rel : where(p + kFsidAt, handle, fh.handle_bytes)) {
         invalidate(rel, name, entry);
       }
     }
-    p += info->hdr.len;
+    p += hdr.len;
   }
 }
 
-const std::vector<std::string>& BackingWatch::where(const char* fsid, const void* handle) {
-  static const std::vector<std::string> kNowhere;
-  const auto* fh = static_cast<const file_handle*>(handle);
+const std::vector<std::string>& BackingWatch::where(const char* fsid, const char* handle,
+                                                    uint32_t handle_bytes) {
+  const size_t handle_len = sizeof(file_handle) + handle_bytes;
   std::string key(fsid, sizeof(__kernel_fsid_t));
-  key.append(static_cast<const char*>(handle), sizeof(file_handle) + fh->handle_bytes);
+  key.append(handle, handle_len);
   if (auto it = paths_.find(key); it != paths_.end()) return it->second;
   if (paths_.size() >= 65536) paths_.clear();
   std::vector<std::string> rels;
   for (const auto& [id, mount] : mounts_) {
     if (id.compare(0, id.size(), fsid, sizeof(__kernel_fsid_t)) != 0) continue;
     // open_by_handle_at wants the handle aligned as a file_handle.
-    std::vector<unsigned char> copy(sizeof(file_handle) + fh->handle_bytes);
-    std::memcpy(copy.data(), handle, copy.size());
+    std::vector<unsigned char> copy(handle_len);
+    std::memcpy(copy.data(), handle, handle_len);
     UniqueFd dir(::open_by_handle_at(mount.get(), reinterpret_cast<file_handle*>(copy.data()),
                                      O_PATH | O_CLOEXEC));
     if (!dir) break;  // gone already: its removal is an event of its parent

@@ -62,10 +62,13 @@ class BackingWatch {
   };
   int add_mark(int dir_fd);  // 0 or an errno
   void run();
-  void handle(const fanotify_event_metadata& m, pid_t self);
+  // One event: `m`, a copy of its metadata; `event`, where it starts in the buffer.
+  void handle(const fanotify_event_metadata& m, const char* event, pid_t self);
   // Where the directory with this handle lies, relative to each branch root
   // it is under (none: outside every branch, or gone).
-  const std::vector<std::string>& where(const char* fsid, const void* handle);
+  // `handle` points at a struct file_handle of `handle_bytes` (unaligned).
+  const std::vector<std::string>& where(const char* fsid, const char* handle,
+                                        uint32_t handle_bytes);
   void invalidate(std::string_view rel, std::string_view name, bool entry);
 
   Filesystem& fs_;

@@ -344,25 +344,21 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
       ->check(CLI::Range(0u, 64u));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->multi_option_policy(last);
-  CLI::Option* entry_timeout =
-      app.add_option("--entry-timeout", out.entry_timeout,
-                     "seconds the kernel may cache names (default 10; 3600 with --watch-backing)")
-          ->multi_option_policy(last)
-          ->check(CLI::NonNegativeNumber);
-  CLI::Option* attr_timeout =
-      app.add_option("--attr-timeout", out.attr_timeout,
-                     "seconds the kernel may cache attributes (default 10; 3600 with "
-                     "--watch-backing)")
-          ->multi_option_policy(last)
-          ->check(CLI::NonNegativeNumber);
+  auto timeout = [&](const char* flag, double& value, const char* what, const char* normal) {
+    return app
+        .add_option(flag, value,
+                    fmt::format("seconds the kernel may cache {} (default {}; {:g} with "
+                                "--watch-backing)",
+                                what, normal, MountConfig::kWatchedTimeout))
+        ->multi_option_policy(last)
+        ->check(CLI::NonNegativeNumber);
+  };
+  CLI::Option* entry_timeout = timeout("--entry-timeout", out.entry_timeout, "names", "10");
+  CLI::Option* attr_timeout = timeout("--attr-timeout", out.attr_timeout, "attributes", "10");
   CLI::Option* negative_timeout =
-      app.add_option("--negative-timeout", out.negative_timeout,
-                     "seconds the kernel may cache a name's absence (default 0; 3600 with "
-                     "--watch-backing)")
-          ->multi_option_policy(last)
-          ->check(CLI::NonNegativeNumber);
+      timeout("--negative-timeout", out.negative_timeout, "a name's absence", "0");
   app.add_flag("--watch-backing", out.watch_backing,
-               "watch the backing filesystems (fanotify, needs root) and tell the kernel at once "
+               "watch the backing directories (fanotify, needs root) and tell the kernel at once "
                "what other processes change there; the timeouts then default to an hour");
   app.add_option("--source", source, "same as a SOURCE argument (mount(8) style)")
       ->multi_option_policy(last);
