@@ -7,10 +7,12 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <optional>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -30,6 +32,17 @@ std::string fd_path(int fd) {
   char buf[PATH_MAX];
   const ssize_t n = ::readlink(ProcFdPath(fd).c_str(), buf, sizeof buf);
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+// `path` relative to `root` ("" for the root itself), if it lies there.
+std::optional<std::string> relative_to(const std::string& path, const std::string& root) {
+  if (path == root) return std::string();
+  if (root == "/") return path.size() > 1 ? std::optional(path.substr(1)) : std::nullopt;
+  if (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+      path[root.size()] == '/') {
+    return path.substr(root.size() + 1);
+  }
+  return std::nullopt;
 }
 
 // The filesystem id as fanotify reports it: statfs's f_fsid, the same 8 bytes.
@@ -79,7 +92,7 @@ BackingWatch::BackingWatch(Filesystem& fs) : fs_(fs) {
           "handle ({})",
           dir, std::strerror(errno));
     }
-    roots_.push_back(Root{fd_path(fd.get())});
+    roots_.push_back(fd_path(fd.get()));
     std::string key = fsid_key(sfs.f_fsid);
     bool known = false;
     for (const auto& m : mounts_) known = known || m.first == key;
@@ -217,24 +230,20 @@ const std::vector<std::string>& BackingWatch::where(const char* fsid, const char
   if (auto it = paths_.find(key); it != paths_.end()) return it->second;
   if (paths_.size() >= 65536) paths_.clear();
   std::vector<std::string> rels;
-  for (const auto& [id, mount] : mounts_) {
-    if (id.compare(0, id.size(), fsid, sizeof(__kernel_fsid_t)) != 0) continue;
+  const auto mount = std::find_if(mounts_.begin(), mounts_.end(), [&](const auto& m) {
+    return m.first.compare(0, m.first.size(), fsid, sizeof(__kernel_fsid_t)) == 0;
+  });
+  if (mount != mounts_.end()) {
     // open_by_handle_at wants the handle aligned as a file_handle.
     std::vector<unsigned char> copy(handle_len);
     std::memcpy(copy.data(), handle, handle_len);
-    UniqueFd dir(::open_by_handle_at(mount.get(), reinterpret_cast<file_handle*>(copy.data()),
-                                     O_PATH | O_CLOEXEC));
-    if (!dir) break;  // gone already: its removal is an event of its parent
-    const std::string path = fd_path(dir.get());
-    for (const Root& r : roots_) {
-      if (path == r.path) {
-        rels.emplace_back();
-      } else if (path.size() > r.path.size() && path.compare(0, r.path.size(), r.path) == 0 &&
-                 (path[r.path.size()] == '/' || r.path == "/")) {
-        rels.push_back(path.substr(r.path == "/" ? 1 : r.path.size() + 1));
-      }
+    // Gone already (no descriptor): its removal is an event of its parent.
+    UniqueFd dir(::open_by_handle_at(
+        mount->second.get(), reinterpret_cast<file_handle*>(copy.data()), O_PATH | O_CLOEXEC));
+    const std::string path = dir ? fd_path(dir.get()) : std::string();
+    for (const std::string& root : roots_) {
+      if (auto rel = relative_to(path, root)) rels.push_back(std::move(*rel));
     }
-    break;
   }
   return paths_.emplace(std::move(key), std::move(rels)).first->second;
 }

@@ -57,9 +57,6 @@ class BackingWatch {
   void stop();
 
  private:
-  struct Root {
-    std::string path;  // canonical, as /proc/self/fd shows it
-  };
   int add_mark(int dir_fd);  // 0 or an errno
   void run();
   // One event: `m`, a copy of its metadata; `event`, where it starts in the buffer.
@@ -73,8 +70,8 @@ class BackingWatch {
 
   Filesystem& fs_;
   UniqueFd fan_;
-  UniqueFd wake_;  // eventfd: stop()
-  std::vector<Root> roots_;
+  UniqueFd wake_;                   // eventfd: stop()
+  std::vector<std::string> roots_;  // branch roots, as /proc/self/fd shows them
   // One descriptor per watched filesystem, to open handles against, by fsid.
   std::vector<std::pair<std::string, UniqueFd>> mounts_;
   // Directory handle (fsid + handle bytes) → relative paths; cleared whenever a
