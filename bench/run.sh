@@ -29,7 +29,7 @@ REGEN=0
 USE_LOOP=1
 TIMEOUT=900
 NOFILE=524288
-ALL_TARGETS="native cachefs cachefs-watch cachefs-writeback cachefs-nodedup cachefs-nopassthrough cachefs-uring cachefs-discard bindfs fuse-overlayfs overlayfs mergerfs"
+ALL_TARGETS="native cachefs cachefs-nowatch cachefs-writeback cachefs-nodedup cachefs-nopassthrough cachefs-uring cachefs-discard bindfs fuse-overlayfs overlayfs mergerfs"
 ALL_WORKLOADS="read-cold read-warm walk-cold walk-warm seq-cold seq-warm untar import"
 # cachefs-nodedup (cachefs --dedup off) only takes part in untar: reads do not
 # differ, and untar is where dedup's cost would show.
@@ -142,7 +142,7 @@ ACTIVE=()
 for t in $TARGETS; do
   case $t in
     native) ;;
-    cachefs|cachefs-watch|cachefs-writeback|cachefs-nodedup|cachefs-nopassthrough|cachefs-uring|cachefs-discard)
+    cachefs|cachefs-nowatch|cachefs-writeback|cachefs-nodedup|cachefs-nopassthrough|cachefs-uring|cachefs-discard)
       [ -x "$CACHEFS" ] || SKIP_NOTE[$t]="binary $CACHEFS not found (ninja -C build cachefs)" ;;
     overlayfs)
       grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
@@ -267,9 +267,9 @@ mount_fs() {
     cachefs)
       mkdir -p "$aux/store"
       "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring off "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
-    cachefs-watch)
+    cachefs-nowatch)
       mkdir -p "$aux/store"
-      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring off --watch-backing "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
+      "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring off --no-watch-backing "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
     cachefs-writeback)
       mkdir -p "$aux/store"
       "$CACHEFS" -f --cache-directory "$src" --store "$aux/store" --io-uring off --writeback-cache "${CACHEFS_EXTRA[@]}" "$mnt" >>"$log" 2>&1 & ;;
@@ -403,7 +403,7 @@ jstr() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
 version_of() {
   case $1 in
     native) echo "$(findmnt -no FSTYPE,OPTIONS --target "$SRC" | head -1 | tr -s ' ')${LOOPDEV:+ on $LOOPDEV (direct-io loop image)}" ;;
-    cachefs|cachefs-watch|cachefs-writeback|cachefs-nodedup|cachefs-nopassthrough|cachefs-uring|cachefs-discard) echo "$("$CACHEFS" --version 2>&1 | head -1), binary built $(date -u -r "$CACHEFS" +%FT%TZ)," \
+    cachefs|cachefs-nowatch|cachefs-writeback|cachefs-nodedup|cachefs-nopassthrough|cachefs-uring|cachefs-discard) echo "$("$CACHEFS" --version 2>&1 | head -1), binary built $(date -u -r "$CACHEFS" +%FT%TZ)," \
       "sha256 $(sha256sum "$CACHEFS" | cut -c1-12), repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" ;;
     bindfs) bindfs --version 2>&1 | head -1 ;;
     fuse-overlayfs) fuse-overlayfs --version 2>/dev/null | grep -m1 "^fuse-overlayfs" ;;
@@ -414,7 +414,7 @@ version_of() {
 declare -A OPTS=(
   [native]="plain directory"
   [cachefs]="-f --cache-directory SRC --store AUX/store --io-uring off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
-  [cachefs-watch]="-f --cache-directory SRC --store AUX/store --io-uring off --watch-backing${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
+  [cachefs-nowatch]="-f --cache-directory SRC --store AUX/store --io-uring off --no-watch-backing${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
   [cachefs-writeback]="-f --cache-directory SRC --store AUX/store --io-uring off --writeback-cache${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
   [cachefs-nodedup]="-f --cache-directory SRC --store AUX/store --io-uring off --dedup off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"
   [cachefs-nopassthrough]="-f --cache-directory SRC --store AUX/store --io-uring off --kernel-passthrough off${CACHEFS_OPTS:+ $CACHEFS_OPTS}"

@@ -93,11 +93,18 @@ BackingWatch::BackingWatch(Filesystem& fs) : fs_(fs) {
           dir, std::strerror(errno));
     }
     roots_.push_back(fd_path(fd.get()));
+    struct stat st {};
+    ::fstat(fd.get(), &st);
+    root_devs_.push_back(st.st_dev);
+    // The roots stay marked for as long as the mount lives.
+    marks_[Inode{st.st_dev, st.st_ino}].nodes = 1;
     std::string key = fsid_key(sfs.f_fsid);
-    bool known = false;
-    for (const auto& m : mounts_) known = known || m.first == key;
-    if (!known) mounts_.emplace_back(std::move(key), std::move(fd));
+    const auto known =
+        std::find_if(mounts_.begin(), mounts_.end(), [&](const auto& m) { return m.first == key; });
+    branch_mount_.push_back(known != mounts_.end() ? known->second.get() : fd.get());
+    if (known == mounts_.end()) mounts_.emplace_back(std::move(key), std::move(fd));
   }
+  fs.counters.watch_marks.store(marks_.size(), std::memory_order_relaxed);
 }
 
 int BackingWatch::add_mark(int dir_fd) {
@@ -109,8 +116,20 @@ int BackingWatch::add_mark(int dir_fd) {
   return errno;
 }
 
-void BackingWatch::watch(int dir_fd) {
+void BackingWatch::watch(const BranchDir& who, BranchIndex b, int dir_fd, const struct stat& st) {
+  const Inode dir{st.st_dev, st.st_ino};
+  std::lock_guard lock(marks_mu_);
+  const auto [shown, first] = shown_.try_emplace(&who, dir);
+  if (!first) {
+    if (shown->second == dir) return;
+    release_locked(shown->second);  // the node shows another directory now
+    shown->second = dir;
+  }
+  Mark& m = marks_[dir];
+  // A mark waiting to be removed (0 nodes) is still in place: the count keeps it.
+  if (m.nodes++ > 0 || !m.handle.empty()) return;
   if (const int err = add_mark(dir_fd); err != 0) {
+    marks_.erase(dir);
     fs_.counters.watch_unmarked.fetch_add(1, std::memory_order_relaxed);
     if (!warned_.exchange(true)) {
       spdlog::warn(
@@ -118,7 +137,63 @@ void BackingWatch::watch(int dir_fd) {
           "show only after the timeouts (counted in watch_unmarked)",
           std::strerror(err));
     }
+    return;
   }
+  m.branch = b;
+  // Kept to remove the mark by, once no node shows the directory. One under
+  // another filesystem mounted inside the branch could not be opened by it: its
+  // mark stays until the mount ends.
+  if (b < root_devs_.size() && st.st_dev == root_devs_[b]) {
+    alignas(file_handle) unsigned char h[sizeof(file_handle) + MAX_HANDLE_SZ] = {};
+    auto* fh = reinterpret_cast<file_handle*>(h);
+    fh->handle_bytes = MAX_HANDLE_SZ;
+    int mount_id = 0;
+    if (::name_to_handle_at(dir_fd, "", fh, &mount_id, AT_EMPTY_PATH) == 0) {
+      m.handle.assign(h, h + sizeof(file_handle) + fh->handle_bytes);
+    }
+  }
+  if (m.handle.empty()) m.handle.push_back(0);  // marked, but not removable
+  fs_.counters.watch_marks.store(marks_.size(), std::memory_order_relaxed);
+}
+
+void BackingWatch::unwatch(const BranchDir& who) {
+  std::lock_guard lock(marks_mu_);
+  if (auto it = shown_.find(&who); it != shown_.end()) {
+    release_locked(it->second);
+    shown_.erase(it);
+  }
+}
+
+void BackingWatch::release_locked(const Inode& i) {
+  auto it = marks_.find(i);
+  if (it == marks_.end() || it->second.nodes == 0 || --it->second.nodes != 0) return;
+  unwatched_.push_back(i);
+  if (unwatched_.size() == 1) {  // wake the thread for the first of a batch
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_.get(), &one, sizeof one);
+  }
+}
+
+void BackingWatch::drop_unwatched() {
+  std::lock_guard lock(marks_mu_);
+  for (const Inode& i : unwatched_) {
+    auto it = marks_.find(i);
+    if (it == marks_.end() || it->second.nodes != 0) continue;  // shown again meanwhile
+    const Mark& m = it->second;
+    if (m.handle.size() >= sizeof(file_handle)) {
+      // Gone already (deleted): the kernel dropped its mark with the inode.
+      UniqueFd dir(::open_by_handle_at(
+          branch_mount_[m.branch],
+          reinterpret_cast<file_handle*>(const_cast<unsigned char*>(m.handle.data())),
+          O_PATH | O_CLOEXEC));
+      if (dir) {
+        ::fanotify_mark(fan_.get(), FAN_MARK_REMOVE, kEvents | FAN_EVENT_ON_CHILD, dir.get(), ".");
+      }
+      marks_.erase(it);
+    }
+  }
+  unwatched_.clear();
+  fs_.counters.watch_marks.store(marks_.size(), std::memory_order_relaxed);
 }
 
 BackingWatch::~BackingWatch() {
@@ -133,6 +208,7 @@ void BackingWatch::start(fuse_session* se) {
 
 void BackingWatch::stop() {
   if (!thread_.joinable()) return;
+  stopping_.store(true, std::memory_order_release);
   const uint64_t one = 1;
   if (::write(wake_.get(), &one, sizeof one) < 0) {
     spdlog::warn("--watch-backing: cannot wake the watch: {}", std::strerror(errno));
@@ -151,10 +227,16 @@ void BackingWatch::run() {
       spdlog::error("--watch-backing: poll: {}", std::strerror(errno));
       return;
     }
-    if (fds[1].revents != 0) return;
-    // Let events gather: woken for each one, this thread cost an untar through
-    // the mount more than the events themselves (most are the mount's own).
+    if (fds[1].revents != 0) {
+      uint64_t woken = 0;
+      [[maybe_unused]] const ssize_t n = ::read(wake_.get(), &woken, sizeof woken);
+      if (stopping_.load(std::memory_order_acquire)) return;
+    }
+    // Let events (and forgotten nodes) gather: woken for each one, this thread
+    // cost an untar through the mount more than the events themselves (most
+    // are the mount's own).
     std::this_thread::sleep_for(kGather);
+    drop_unwatched();
     for (;;) {
       const ssize_t n = ::read(fan_.get(), buf, sizeof buf);
       if (n < 0) {

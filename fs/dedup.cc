@@ -485,6 +485,7 @@ std::string Filesystem::stats_json() {
       .set("watch_events", c(counters.watch_events))
       .set("watch_invalidations", c(counters.watch_invalidations))
       .set("watch_unmarked", c(counters.watch_unmarked))
+      .set("watch_marks", c(counters.watch_marks))
       .set("prefetch_dirs", prefetcher_->dirs_read())
       .set("prefetch_files", prefetcher_->files_read())
       .set("open_files", FdSlot::open_count());
@@ -492,7 +493,7 @@ std::string Filesystem::stats_json() {
   doc.set("pid", static_cast<int64_t>(::getpid()))
       .set("write_mode", std::string(to_string(cfg_.write_mode)))
       .set("store", store_->path())
-      .set("watch_backing", cfg_.watch_backing)
+      .set("watch_backing", watching())
       .set("branches", std::move(branches))
       .set("counters", std::move(counts));
   if (discard()) doc.set("discard", discard_json());

@@ -166,14 +166,38 @@ FdLease Filesystem::dir_fd(Node* dir, BranchIndex b, bool create, int& err) {
     err = errno;
     return {};
   }
-  watch_dir(b, fd.get());
+  watch_dir(dir, b, fd.get(), st);
   FdLease l = nodes_.publish_dir_fd(dir, b, std::move(fd), st);
   enforce_fd_budget();
   return l;
 }
 
-void Filesystem::watch_dir(BranchIndex b, int dir_fd) {
-  if (watch_ != nullptr && b < branch_count()) watch_->watch(dir_fd);
+void Filesystem::set_watch(BackingWatch* w) {
+  watch_ = w;
+  cfg_.follow_watch(w != nullptr);
+  if (w != nullptr) nodes_.on_dir_forgotten([w](const BranchDir& d) { w->unwatch(d); });
+}
+
+void Filesystem::watch_found(Node* n, std::span<const NodeTable::Found> found) {
+  if (watch_ == nullptr) return;
+  for (size_t b = 0; b < found.size() && b < branch_count(); ++b) {
+    // The directory found, if it is the one the node shows (its descriptor
+    // went into the node's slot).
+    if (!found[b].present || n->dirs[b].ino.load(std::memory_order_relaxed) != found[b].st.st_ino) {
+      continue;
+    }
+    if (FdLease l = n->dirs[b].slot.lease()) {
+      watch_dir(n, static_cast<BranchIndex>(b), l.get(), found[b].st);
+    }
+  }
+}
+
+void Filesystem::watch_dir(Node* n, BranchIndex b, int dir_fd, const struct stat& st) {
+  if (watch_ == nullptr || b >= branch_count()) return;
+  BranchDir& d = n->dirs[b];
+  if (d.marked.load(std::memory_order_acquire) == st.st_ino) return;  // already (likely)
+  watch_->watch(d, b, dir_fd, st);
+  d.marked.store(st.st_ino, std::memory_order_release);
 }
 
 FdLease Filesystem::path_fd(Node* n, FileBacking& f, int& err) {
@@ -409,10 +433,8 @@ int Filesystem::lookup(Node* parent, std::string_view name, fuse_entry_param& e)
     for (size_t b = 0; primary < 0 && b < p.found.size(); ++b) {
       if (p.found[b].present) primary = static_cast<int>(b);
     }
-    for (size_t b = 0; b < p.found.size(); ++b) {
-      if (p.found[b].fd) watch_dir(static_cast<BranchIndex>(b), p.found[b].fd.get());
-    }
     n = nodes_.intern_dir(parent, name, p.found, static_cast<BranchIndex>(primary));
+    watch_found(n, p.found);
     if (p.opaque) n->opaque.store(true, std::memory_order_release);
   }
   return entry_for(n, e);
@@ -570,8 +592,8 @@ int Filesystem::finish_create(fuse_req_t req, Node* parent, int parent_fd, std::
     found[branch].present = true;
     found[branch].fd = std::move(fd);
     found[branch].st = st;
-    watch_dir(branch, found[branch].fd.get());
     n = nodes_.intern_dir(parent, name, found, branch);
+    watch_found(n, found);
     if (discard()) {
       // Made in the upper layer where nothing was: no lower directory to ask for.
       for (size_t b = 0; b < branch_count(); ++b) {

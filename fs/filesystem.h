@@ -55,6 +55,7 @@ struct Counters {
   std::atomic<uint64_t> watch_events{0};
   std::atomic<uint64_t> watch_invalidations{0};
   std::atomic<uint64_t> watch_unmarked{0};  // directories the kernel would not let us watch
+  std::atomic<uint64_t> watch_marks{0};     // directories watched now (not a count of events)
 };
 
 // Write access to a non-directory (Filesystem::begin_write): its backing is
@@ -300,10 +301,15 @@ class Filesystem {
   bool writeback = false;  // the kernel's write-back cache is on
   KernelIo& kernel_io() { return kernel_io_; }
   int64_t fd_budget = 0;
-  // --watch-backing: set before the mount is made; every directory of a routed
-  // branch the mount opens is handed to it.
-  void set_watch(BackingWatch* w) { watch_ = w; }
-  void watch_dir(BranchIndex b, int dir_fd);
+  // --watch-backing: set (or not: null) before the mount is made, which
+  // settles the timeouts not given; every directory of a routed branch the
+  // mount opens is handed to it.
+  void set_watch(BackingWatch* w);
+  bool watching() const { return watch_ != nullptr; }
+  // Directory node `n` shows `dir_fd` (`st`) as its member in branch `b`.
+  void watch_dir(Node* n, BranchIndex b, int dir_fd, const struct stat& st);
+  // The same for the directories a lookup found and interned into `n`.
+  void watch_found(Node* n, std::span<const NodeTable::Found> found);
 
  private:
   MountConfig cfg_;

@@ -45,8 +45,8 @@ constexpr std::array<std::string_view, 21> kValueKeys = {"cache_directory",
                                                          "kernel_passthrough",
                                                          "io_uring",
                                                          "upper"};
-constexpr std::array<std::string_view, 4> kBoolKeys = {"writeback_cache", "no_writeback_cache",
-                                                       "keep_upper", "watch_backing"};
+constexpr std::array<std::string_view, 5> kBoolKeys = {
+    "writeback_cache", "no_writeback_cache", "keep_upper", "watch_backing", "no_watch_backing"};
 
 // Mount options libfuse hands to the kernel (or handles itself).
 constexpr std::array<std::string_view, 26> kFuseKeys = {
@@ -344,22 +344,24 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
       ->check(CLI::Range(0u, 64u));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->multi_option_policy(last);
-  auto timeout = [&](const char* flag, double& value, const char* what, const char* normal) {
+  auto timeout = [&](const char* flag, double& value, const char* what, std::string normal) {
     return app
-        .add_option(flag, value,
-                    fmt::format("seconds the kernel may cache {} (default {}; {:g} with "
-                                "--watch-backing)",
-                                what, normal, MountConfig::kWatchedTimeout))
+        .add_option(flag, value, fmt::format("seconds the kernel may cache {} ({})", what, normal))
         ->multi_option_policy(last)
         ->check(CLI::NonNegativeNumber);
   };
-  CLI::Option* entry_timeout = timeout("--entry-timeout", out.entry_timeout, "names", "10");
-  CLI::Option* attr_timeout = timeout("--attr-timeout", out.attr_timeout, "attributes", "10");
+  const std::string watched = fmt::format("default {:g} when the mount watches, 10 otherwise",
+                                          MountConfig::kWatchedTimeout);
+  CLI::Option* entry_timeout = timeout("--entry-timeout", out.entry_timeout, "names", watched);
+  CLI::Option* attr_timeout = timeout("--attr-timeout", out.attr_timeout, "attributes", watched);
   CLI::Option* negative_timeout =
-      timeout("--negative-timeout", out.negative_timeout, "a name's absence", "0");
-  app.add_flag("--watch-backing", out.watch_backing,
-               "watch the backing directories (fanotify, needs root) and tell the kernel at once "
-               "what other processes change there; the timeouts then default to an hour");
+      timeout("--negative-timeout", out.negative_timeout, "a name's absence", "default 0");
+  bool watch_on = false, watch_off = false;
+  app.add_flag("--watch-backing", watch_on,
+               "watch the backing directories (fanotify) and tell the kernel at once what other "
+               "processes change there, so that the timeouts can default to an hour; refuse to "
+               "mount if the daemon may not (default: watch whenever it may, which needs root)");
+  app.add_flag("--no-watch-backing", watch_off, "do not watch them");
   app.add_option("--source", source, "same as a SOURCE argument (mount(8) style)")
       ->multi_option_policy(last);
   app.add_option("--pid-file", pid_file, "write the daemon's pid here once mounted")
@@ -422,10 +424,16 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   out.mountpoint = positionals.back();
   if (positionals.size() == 2) source = positionals.front();
   if (out.debug) out.foreground = true;
-  if (out.watch_backing) {
-    if (entry_timeout->count() == 0) out.entry_timeout = MountConfig::kWatchedTimeout;
-    if (attr_timeout->count() == 0) out.attr_timeout = MountConfig::kWatchedTimeout;
-    if (negative_timeout->count() == 0) out.negative_timeout = MountConfig::kWatchedTimeout;
+  out.entry_timeout_given = entry_timeout->count() != 0;
+  out.attr_timeout_given = attr_timeout->count() != 0;
+  out.negative_timeout_given = negative_timeout->count() != 0;
+  // The last of the pair wins (-o ones come first: a flag beats them).
+  for (const std::string& a : args) {
+    if (a.starts_with("--watch-backing=") || a.starts_with("--no-watch-backing=")) {
+      throw UsageError::make("{}: takes no value", a.substr(0, a.find('=')));
+    }
+    if (a == "--watch-backing") out.watch_backing = WatchBacking::kOn;
+    if (a == "--no-watch-backing") out.watch_backing = WatchBacking::kOff;
   }
   if (writeback && no_writeback)
     throw UsageError("--writeback-cache and --no-writeback-cache contradict each other");
@@ -488,6 +496,15 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   RouteTable check(out.routes, out.policy);
   (void)check;
   return true;
+}
+
+void MountConfig::follow_watch(bool watching) {
+  if (!watching) return;  // the defaults stand
+  if (!entry_timeout_given) entry_timeout = kWatchedTimeout;
+  if (!attr_timeout_given) attr_timeout = kWatchedTimeout;
+  // Absences stay uncached unless asked for: the watch tells the kernel of a
+  // new name within moments, not before the creator's call returns, and a
+  // name made through one mount must be found through another right after.
 }
 
 void validate_paths(MountConfig& cfg) {

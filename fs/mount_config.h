@@ -18,6 +18,8 @@ enum class WriteMode { kPassthrough, kReadonly, kDiscard };
 // FUSE over io_uring (fs/uring_loop.h): used when the kernel offers it (auto),
 // also switched on in the kernel when it is off (on), or never (off).
 enum class IoUring { kAuto, kOn, kOff };
+// --watch-backing / --no-watch-backing; auto: watch when the daemon may.
+enum class WatchBacking { kAuto, kOn, kOff };
 std::string_view to_string(WriteMode m);
 
 struct MountConfig {
@@ -42,10 +44,18 @@ struct MountConfig {
   double entry_timeout = 10.0;
   double attr_timeout = 10.0;
   double negative_timeout = 0.0;
+  // Which of the three the command line gave; the others follow the watch.
+  bool entry_timeout_given = false;
+  bool attr_timeout_given = false;
+  bool negative_timeout_given = false;
   // The daemon watches the backing filesystems and invalidates what others
-  // change (fs/backing_watch.h); the three timeouts then default to this.
-  bool watch_backing = false;
+  // change (fs/backing_watch.h); the entry and attribute timeouts not given
+  // then default to this.
+  // Auto (the default): it does whenever the kernel lets it (root).
+  WatchBacking watch_backing = WatchBacking::kAuto;
   static constexpr double kWatchedTimeout = 3600.0;
+  // Settles the timeouts not given once it is known whether the mount watches.
+  void follow_watch(bool watching);
   // Files created by root are written by the kernel straight into their backing
   // files (FUSE passthrough), not through the daemon (--kernel-passthrough).
   bool kernel_passthrough = true;

@@ -221,7 +221,11 @@ void NodeTable::bury_locked(Node* n) {
   // Nothing reaches a forgotten node by name any more: close what it holds now
   // (a racing request keeps its lease, and the descriptor, until it is done).
   if (n->is_dir()) {
-    for (size_t b = 0; b < branches_; ++b) n->dirs[b].slot.retire();
+    for (size_t b = 0; b < branches_; ++b) {
+      BranchDir& d = n->dirs[b];
+      if (dir_forgotten_ && d.marked.load(std::memory_order_acquire) != 0) dir_forgotten_(d);
+      d.slot.retire();
+    }
   } else {
     retire_file_slots(n);
   }

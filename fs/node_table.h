@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -48,6 +49,9 @@ struct BranchDir {
   // Discard mode: known not to have this directory, so lookups need not ask
   // again (see Filesystem::dir_fd).
   std::atomic<bool> absent{false};
+  // The inode the backing watch has marked for this node (0: none), a hint
+  // that spares a lookup the watch's lock; BackingWatch keeps the record.
+  std::atomic<ino_t> marked{0};
 };
 
 // One backing inode of a non-directory: its identity and descriptors on it, each
@@ -217,6 +221,10 @@ class NodeTable {
   void evict_idle(int64_t target);
 
   void forget(Node* n, uint64_t count);
+  // Told of each branch directory of a node the backing watch marked
+  // (BranchDir::marked) once the kernel has forgotten the node. Called with the
+  // table locked: it must only take note. Set before the mount is made.
+  void on_dir_forgotten(std::function<void(const BranchDir&)> f) { dir_forgotten_ = std::move(f); }
 
   // The parent of a node and its name, with a reference held on the parent so a
   // concurrent rename cannot free it; drop with put_parent.
@@ -274,6 +282,7 @@ class NodeTable {
   void retire_file_slots(Node* n);
   void bury_locked(Node* n);
   uint64_t rename_gen_ = 1;  // bumped by every directory rename: invalidates cached paths
+  std::function<void(const BranchDir&)> dir_forgotten_;
 };
 
 // The parent of a node and the node's name, with a reference held on the parent

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "common/error.h"
 #include "common/log.h"
 #include "fs/backing_watch.h"
 #include "fs/filesystem.h"
@@ -203,10 +204,17 @@ int run_mount(const MountConfig& cfg) {
   // Before mounting, so that a refusal leaves nothing mounted; after the
   // session, so that its thread is gone before the session is.
   std::unique_ptr<BackingWatch> watch;
-  if (cfg.watch_backing) {
-    watch = std::make_unique<BackingWatch>(fs);
-    fs.set_watch(watch.get());
+  if (cfg.watch_backing != WatchBacking::kOff) {
+    try {
+      watch = std::make_unique<BackingWatch>(fs);
+    } catch (const UsageError& e) {
+      if (cfg.watch_backing == WatchBacking::kOn) throw;
+      // Auto: the mount works without; what the watch would have kept right in
+      // an hour-long cache, the default timeouts keep right within seconds.
+      spdlog::info("not watching the backing directories ({})", e.what());
+    }
   }
+  fs.set_watch(watch.get());
   // The kernel offers io_uring in INIT only while the fuse module's enable_uring
   // is on, and reads it when the mount is made.
   if (cfg.io_uring == IoUring::kOn && !enable_kernel_uring()) return 1;
@@ -222,12 +230,12 @@ int run_mount(const MountConfig& cfg) {
   spdlog::info("mounted {} on {}: {} branch(es), {} resolution, {} mode, store {}",
                fs.routes().branch_dir(fs.routes().default_branch()), cfg.mountpoint,
                fs.branch_count(), to_string(cfg.policy), to_string(cfg.write_mode), cfg.store_dir);
-  if (watch) {
-    spdlog::info(
-        "watching the backing directories for changes made behind the mount's back; "
-        "timeouts: names {:g} s, attributes {:g} s, absent names {:g} s",
-        cfg.entry_timeout, cfg.attr_timeout, cfg.negative_timeout);
-  }
+  const MountConfig& settled = fs.config();
+  spdlog::info("{}: names {:g} s, attributes {:g} s, absent names {:g} s",
+               watch ? "watching the backing directories for changes made behind the mount's "
+                       "back; the kernel may cache"
+                     : "changes made behind the mount's back show once the kernel's caches run out",
+               settled.entry_timeout, settled.attr_timeout, settled.negative_timeout);
   if (!cfg.foreground) {
     if (fuse_daemonize(0) != 0) return 1;
     setup_logging("cachefs", cfg.log_level, true);

@@ -392,10 +392,10 @@ std::string CachefsProcess::Log() const {
   return *s;
 }
 
-bool WatchingBacking() {
+bool SuiteRefusesWatch() {
   const char* extra = ::getenv("CACHEFS_TEST_EXTRA_ARGS");
   return extra != nullptr &&
-         std::string_view(extra).find("--watch-backing") != std::string_view::npos;
+         std::string_view(extra).find("--no-watch-backing") != std::string_view::npos;
 }
 
 bool OverIoUring() {

@@ -74,9 +74,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 // The suite runs with requests over io_uring (CACHEFS_TEST_EXTRA_ARGS holds
 // --io-uring=on): for the few tests about the /dev/fuse loop itself.
 bool OverIoUring();
-// The suite runs with --watch-backing (CACHEFS_TEST_EXTRA_ARGS): for the test
-// showing what the timeouts alone do.
-bool WatchingBacking();
+// The suite runs with --no-watch-backing (CACHEFS_TEST_EXTRA_ARGS), which
+// overrides a test's own --watch-backing: for the tests of the watch.
+bool SuiteRefusesWatch();
 
 // ---- the temporary area ----
 

@@ -3,10 +3,12 @@
 // mount within moments. Each test first has the mount cache what it will then
 // change, and the control test shows that without the watch the same caches
 // keep showing the old state.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <thread>
 
@@ -16,6 +18,8 @@ namespace cachefs_test {
 namespace {
 
 using namespace std::chrono_literals;
+
+constexpr const char* kRefused = "this suite's mounts do not watch";
 
 class WatchTest : public MountTest {
  protected:
@@ -35,6 +39,24 @@ class WatchTest : public MountTest {
   static mode_t Mode(const std::string& p) {
     struct stat st {};
     return ::stat(p.c_str(), &st) == 0 ? st.st_mode & 07777 : 0;
+  }
+  // The inode marks the daemon's fanotify group holds, as the kernel lists
+  // them (-1: it has no group).
+  static int KernelMarks(pid_t pid) {
+    const std::string proc = "/proc/" + std::to_string(pid);
+    for (const auto& e : std::filesystem::directory_iterator(proc + "/fd")) {
+      std::error_code ec;
+      if (std::filesystem::read_symlink(e.path(), ec) != "anon_inode:[fanotify]") continue;
+      const auto info = ReadFile(proc + "/fdinfo/" + e.path().filename().string());
+      if (!info) return -1;
+      int marks = 0;
+      for (size_t at = info->find("fanotify ino:"); at != std::string::npos;
+           at = info->find("fanotify ino:", at + 1)) {
+        ++marks;
+      }
+      return marks;
+    }
+    return -1;
   }
 
   // Fills b0 (and b1 for ".one" names), then has the mount at `mnt` cache
@@ -70,19 +92,16 @@ class WatchTest : public MountTest {
   }
   std::vector<std::string> Args(bool watch) const {
     std::vector<std::string> a = RoutedArgs();
-    if (watch) {
-      a.emplace_back("--watch-backing");
-    } else {
-      for (const char* t : {"--entry-timeout", "--attr-timeout", "--negative-timeout"}) {
-        a.emplace_back(t);
-        a.emplace_back("3600");
-      }
-    }
+    a.emplace_back(watch ? "--watch-backing" : "--no-watch-backing");
+    // Absences are cached too, so that the watch must tell of new names.
+    a.insert(a.end(), {"--negative-timeout", "3600"});
+    if (!watch) a.insert(a.end(), {"--entry-timeout", "3600", "--attr-timeout", "3600"});
     return a;
   }
 };
 
 TEST_F(WatchTest, ChangesMadeInTheBackingDirectoriesShowAtOnce) {
+  if (SuiteRefusesWatch()) GTEST_SKIP() << kRefused;
   ASSERT_TRUE(StartMount(Args(true)));
   Prepare(Mnt());
   // The mount's own changes (made by the daemon) are not taken for a
@@ -132,7 +151,6 @@ TEST_F(WatchTest, ChangesMadeInTheBackingDirectoriesShowAtOnce) {
 // What the test above would see without the watch: the timeouts alone keep
 // the old state (which is why they default to 10 s then).
 TEST_F(WatchTest, WithoutTheWatchLongTimeoutsKeepTheOldState) {
-  if (WatchingBacking()) GTEST_SKIP() << "every mount of this suite watches";
   ASSERT_TRUE(StartMount(Args(false)));
   Prepare(Mnt());
   ChangeBehindTheBack();
@@ -144,7 +162,44 @@ TEST_F(WatchTest, WithoutTheWatchLongTimeoutsKeepTheOldState) {
   EXPECT_NE(Stats().find("\"watch_backing\":false"), std::string::npos);
 }
 
+// Without a flag the mount watches whenever the daemon may (here: root), and
+// the name and attribute timeouts not given then default to an hour. Absences
+// stay uncached: a name another mount makes must show at once
+// (ConcurrencyTest.TwoMountsOverTheSameBackingDirectories), not moments later.
+TEST_F(WatchTest, ByDefaultAMountWatchesWhenItMay) {
+  ASSERT_TRUE(StartMount(RoutedArgs()));
+  const bool watching = !SuiteRefusesWatch();
+  EXPECT_NE(Stats().find(watching ? "\"watch_backing\":true" : "\"watch_backing\":false"),
+            std::string::npos)
+      << Stats();
+  EXPECT_NE(mount().Log().find(watching ? "the kernel may cache: names 3600 s, attributes "
+                                          "3600 s, absent names 0 s"
+                                        : "run out: names 10 s, attributes 10 s, absent names 0 s"),
+            std::string::npos)
+      << mount().Log();
+}
+
+// One that may not (the kernel cannot find /proc's directories by handle)
+// mounts all the same, says why it does not watch, and keeps the 10 s
+// timeouts. Asked for with --watch-backing, the same refusal is an error
+// (CachefsCli.WatchBackingOnAFilesystemWithoutHandles).
+TEST_F(WatchTest, ByDefaultAMountThatMayNotWatchDoesWithout) {
+  ASSERT_TRUE(StartMount({"--cache-directory", "/proc/sys", "--store", temp_.Path("store")}));
+  EXPECT_TRUE(Exists(Mnt("kernel")));
+  EXPECT_NE(Stats().find("\"watch_backing\":false"), std::string::npos) << Stats();
+  const std::string log = mount().Log();
+  if (!SuiteRefusesWatch()) {
+    EXPECT_NE(log.find("not watching the backing directories (--watch-backing: cannot watch "
+                       "'/proc/sys': the kernel cannot find its directories by handle"),
+              std::string::npos)
+        << log;
+  }
+  EXPECT_NE(log.find("run out: names 10 s, attributes 10 s, absent names 0 s"), std::string::npos)
+      << log;
+}
+
 TEST_F(WatchTest, TwoWatchingMountsSeeEachOthersChanges) {
+  if (SuiteRefusesWatch()) GTEST_SKIP() << kRefused;
   ASSERT_TRUE(StartMount(Args(true), Mnt()));
   ASSERT_TRUE(StartMount(Args(true), Mnt2()));
   Prepare(Mnt2());
@@ -167,14 +222,68 @@ TEST_F(WatchTest, TwoWatchingMountsSeeEachOthersChanges) {
   EXPECT_GT(Counter(Stats(Mnt2()), "watch_invalidations"), 0u);
 }
 
+// A mark holds its directory's inode in the kernel's cache, so the daemon
+// gives a directory's mark up once the kernel has forgotten every node showing
+// it: the marks follow the kernel's cache of the mount, and memory pressure
+// that shrinks it frees them too. A directory looked up again is watched again.
+TEST_F(WatchTest, MarksFollowTheKernelsCacheOfTheMount) {
+  if (SuiteRefusesWatch()) GTEST_SKIP() << kRefused;
+  constexpr int kDirs = 40;
+  ASSERT_SYS_OK(::mkdir(InBacking(0, "m").c_str(), 0755));
+  for (int i = 0; i < kDirs; ++i) {
+    const std::string d = "m/d" + std::to_string(i);
+    ASSERT_SYS_OK(::mkdir(InBacking(0, d).c_str(), 0755));
+    ASSERT_TRUE(WriteFile(InBacking(0, d + "/f"), "x"));
+  }
+  std::vector<std::string> args = SingleArgs();
+  args.insert(args.end(), {"--watch-backing", "--negative-timeout", "3600"});
+  ASSERT_TRUE(StartMount(args));
+  const pid_t pid = mount().pid();
+  EXPECT_EQ(KernelMarks(pid), 1);  // the root
+  for (int i = 0; i < kDirs; ++i) {
+    EXPECT_EQ(ReadFile(Mnt("m/d" + std::to_string(i) + "/f")), "x");
+  }
+  EXPECT_EQ(KernelMarks(pid), 2 + kDirs);
+  EXPECT_EQ(Counter(Stats(), "watch_marks"), 2u + kDirs);
+
+  // A directory renamed behind the mount's back, shown at once by its old node
+  // (held by an open descriptor) and by a new one under its new name, keeps
+  // its mark when the old node goes.
+  {
+    Fd held(::open(Mnt("m/d1").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(held.valid());
+    ASSERT_SYS_OK(::rename(InBacking(0, "m/d1").c_str(), InBacking(0, "m/e1").c_str()));
+    std::this_thread::sleep_for(200ms);  // the watch has told the kernel of both names
+    EXPECT_EQ(ReadFile(Mnt("m/e1/f")), "x");
+    EXPECT_EQ(KernelMarks(pid), 2 + kDirs);
+  }
+  std::this_thread::sleep_for(200ms);  // the old node's FORGET, and the watch's turn
+  EXPECT_EQ(KernelMarks(pid), 2 + kDirs);
+  EXPECT_FALSE(Exists(Mnt("m/e1/new")));  // an absence the kernel now caches
+  ASSERT_TRUE(WriteFile(InBacking(0, "m/e1/new"), "new"));
+  EXPECT_TRUE(Eventually([&] { return ReadFile(Mnt("m/e1/new")) == "new"; }));
+
+  // Memory pressure: the kernel drops the mount's dentries and forgets the nodes.
+  ASSERT_TRUE(WriteFile("/proc/sys/vm/drop_caches", "2"));
+  EXPECT_TRUE(Eventually([&] { return KernelMarks(pid) == 1; })) << KernelMarks(pid);
+  EXPECT_EQ(Counter(Stats(), "watch_marks"), 1u);
+
+  EXPECT_FALSE(Exists(Mnt("m/d7/new")));
+  EXPECT_EQ(KernelMarks(pid), 3);
+  ASSERT_TRUE(WriteFile(InBacking(0, "m/d7/new"), "new"));
+  EXPECT_TRUE(Eventually([&] { return ReadFile(Mnt("m/d7/new")) == "new"; }));
+}
+
 // Discard mode watches its lower layer: a change there shows unless the
 // mount has its own copy, which keeps hiding it.
 TEST_F(WatchTest, DiscardModeSeesLowerChangesItHasNotMadeItself) {
+  if (SuiteRefusesWatch()) GTEST_SKIP() << kRefused;
   ASSERT_SYS_OK(::mkdir(InBacking(0, "d").c_str(), 0755));
   ASSERT_TRUE(WriteFile(InBacking(0, "d/shared"), "lower"));
   ASSERT_TRUE(WriteFile(InBacking(0, "d/mine"), "lower"));
   std::vector<std::string> args = SingleArgs();
-  args.insert(args.end(), {"--write-mode", "discard", "--watch-backing"});
+  args.insert(args.end(),
+              {"--write-mode", "discard", "--watch-backing", "--negative-timeout", "3600"});
   ASSERT_TRUE(StartMount(args));
   EXPECT_EQ(ReadFile(Mnt("d/shared")), "lower");
   ASSERT_TRUE(WriteFile(Mnt("d/mine"), "upper"));

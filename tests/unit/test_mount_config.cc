@@ -134,25 +134,48 @@ TEST(MountArgs, WritesGoThroughUnlessWritebackCacheIsAskedFor) {
   EXPECT_FALSE(parse({"/d", "/mnt", "-o", "no_writeback_cache"}).writeback_cache);
 }
 
-TEST(MountArgs, WatchingTheBackingTreesLengthensOnlyTheTimeoutsNotGiven) {
+TEST(MountArgs, WatchingTheBackingTreesLengthensTheNameAndAttributeTimeoutsNotGiven) {
   MountConfig plain = parse({"--cache-directory", "/d", "/mnt"});
-  EXPECT_FALSE(plain.watch_backing);
+  EXPECT_EQ(plain.watch_backing, WatchBacking::kAuto);
   EXPECT_EQ(plain.entry_timeout, 10.0);
   EXPECT_EQ(plain.attr_timeout, 10.0);
   EXPECT_EQ(plain.negative_timeout, 0.0);
-  MountConfig watched = parse({"--cache-directory", "/d", "--watch-backing", "/mnt"});
-  EXPECT_TRUE(watched.watch_backing);
-  EXPECT_EQ(watched.entry_timeout, 3600.0);
-  EXPECT_EQ(watched.attr_timeout, 3600.0);
-  EXPECT_EQ(watched.negative_timeout, 3600.0);
+  plain.follow_watch(false);  // auto, and the daemon may not watch
+  EXPECT_EQ(plain.entry_timeout, 10.0);
+  EXPECT_EQ(plain.attr_timeout, 10.0);
+  EXPECT_EQ(plain.negative_timeout, 0.0);
+  plain.follow_watch(true);
+  EXPECT_EQ(plain.entry_timeout, 3600.0);
+  EXPECT_EQ(plain.attr_timeout, 3600.0);
+  EXPECT_EQ(plain.negative_timeout, 0.0);  // a name another mount makes shows at once
+
+  EXPECT_EQ(parse({"--cache-directory", "/d", "--watch-backing", "/mnt"}).watch_backing,
+            WatchBacking::kOn);
+  EXPECT_EQ(parse({"--cache-directory", "/d", "--no-watch-backing", "/mnt"}).watch_backing,
+            WatchBacking::kOff);
+  // The last one given wins, as for every other setting.
+  EXPECT_EQ(parse({"/d", "--watch-backing", "--no-watch-backing", "/mnt"}).watch_backing,
+            WatchBacking::kOff);
+  EXPECT_EQ(parse({"/d", "--no-watch-backing", "--watch-backing", "/mnt"}).watch_backing,
+            WatchBacking::kOn);
+  EXPECT_EQ(parse({"/d", "/mnt", "-o", "no_watch_backing"}).watch_backing, WatchBacking::kOff);
+  // An explicit flag beats -o.
+  EXPECT_EQ(parse({"/d", "--watch-backing", "/mnt", "-o", "no_watch_backing"}).watch_backing,
+            WatchBacking::kOn);
+
   MountConfig given =
-      parse({"/d", "/mnt", "-o", "watch_backing,attr_timeout=5,negative_timeout=0"});
-  EXPECT_TRUE(given.watch_backing);
+      parse({"/d", "/mnt", "-o", "watch_backing,attr_timeout=5,negative_timeout=60"});
+  EXPECT_EQ(given.watch_backing, WatchBacking::kOn);
+  given.follow_watch(true);
   EXPECT_EQ(given.entry_timeout, 3600.0);
   EXPECT_EQ(given.attr_timeout, 5.0);
-  EXPECT_EQ(given.negative_timeout, 0.0);
-  const std::string e = error_of({"/d", "/mnt", "-o", "watch_backing=yes"});
-  EXPECT_NE(e.find("watch_backing"), std::string::npos) << e;
+  EXPECT_EQ(given.negative_timeout, 60.0);
+  for (const char* o : {"watch_backing=yes", "no_watch_backing=1"}) {
+    const std::string e = error_of({"/d", "/mnt", "-o", o});
+    EXPECT_NE(e.find("takes no value"), std::string::npos) << e;
+  }
+  const std::string e = error_of({"/d", "--watch-backing=off", "/mnt"});
+  EXPECT_EQ(e, "--watch-backing: takes no value");
 }
 
 TEST(MountArgs, KernelPassthroughIsOnUnlessTurnedOff) {
