@@ -354,8 +354,7 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
                                           MountConfig::kWatchedTimeout);
   CLI::Option* entry_timeout = timeout("--entry-timeout", out.entry_timeout, "names", watched);
   CLI::Option* attr_timeout = timeout("--attr-timeout", out.attr_timeout, "attributes", watched);
-  CLI::Option* negative_timeout =
-      timeout("--negative-timeout", out.negative_timeout, "a name's absence", "default 0");
+  timeout("--negative-timeout", out.negative_timeout, "a name's absence", "default 0");
   bool watch_on = false, watch_off = false;
   app.add_flag("--watch-backing", watch_on,
                "watch the backing directories (fanotify) and tell the kernel at once what other "
@@ -426,7 +425,6 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   if (out.debug) out.foreground = true;
   out.entry_timeout_given = entry_timeout->count() != 0;
   out.attr_timeout_given = attr_timeout->count() != 0;
-  out.negative_timeout_given = negative_timeout->count() != 0;
   // The last of the pair wins (-o ones come first: a flag beats them).
   for (const std::string& a : args) {
     if (a.starts_with("--watch-backing=") || a.starts_with("--no-watch-backing=")) {

@@ -44,14 +44,12 @@ struct MountConfig {
   double entry_timeout = 10.0;
   double attr_timeout = 10.0;
   double negative_timeout = 0.0;
-  // Which of the three the command line gave; the others follow the watch.
+  // Whether the command line gave these two; if not, they follow the watch.
   bool entry_timeout_given = false;
   bool attr_timeout_given = false;
-  bool negative_timeout_given = false;
   // The daemon watches the backing filesystems and invalidates what others
-  // change (fs/backing_watch.h); the entry and attribute timeouts not given
-  // then default to this.
-  // Auto (the default): it does whenever the kernel lets it (root).
+  // change (fs/backing_watch.h), by default whenever the kernel lets it
+  // (root); the entry and attribute timeouts not given then default to this.
   WatchBacking watch_backing = WatchBacking::kAuto;
   static constexpr double kWatchedTimeout = 3600.0;
   // Settles the timeouts not given once it is known whether the mount watches.
