@@ -51,6 +51,21 @@ std::string fsid_key(const fsid_t& fsid) {
   return std::string(reinterpret_cast<const char*>(&fsid), sizeof fsid);
 }
 
+// A file handle for `fd` (a struct file_handle and its bytes), or nothing if
+// its filesystem gives none.
+std::vector<unsigned char> file_handle_of(int fd) {
+  alignas(file_handle) unsigned char h[sizeof(file_handle) + MAX_HANDLE_SZ] = {};
+  auto* fh = reinterpret_cast<file_handle*>(h);
+  fh->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  if (::name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) != 0) return {};
+  return {h, h + sizeof(file_handle) + fh->handle_bytes};
+}
+
+file_handle* as_handle(std::vector<unsigned char>& h) {
+  return reinterpret_cast<file_handle*>(h.data());
+}
+
 }  // namespace
 
 BackingWatch::BackingWatch(Filesystem& fs) : fs_(fs) {
@@ -78,14 +93,9 @@ BackingWatch::BackingWatch(Filesystem& fs) : fs_(fs) {
           dir, std::strerror(err));
     }
     // Events name directories by handle, which must lead back to them.
-    alignas(file_handle) unsigned char h[sizeof(file_handle) + MAX_HANDLE_SZ] = {};
-    auto* fh = reinterpret_cast<file_handle*>(h);
-    fh->handle_bytes = MAX_HANDLE_SZ;
-    int mount_id = 0;
+    std::vector<unsigned char> h = file_handle_of(fd.get());
     UniqueFd back;
-    if (::name_to_handle_at(fd.get(), "", fh, &mount_id, AT_EMPTY_PATH) == 0) {
-      back.reset(::open_by_handle_at(fd.get(), fh, O_PATH | O_CLOEXEC));
-    }
+    if (!h.empty()) back.reset(::open_by_handle_at(fd.get(), as_handle(h), O_PATH | O_CLOEXEC));
     if (!back) {
       throw UsageError::make(
           "--watch-backing: cannot watch '{}': the kernel cannot find its directories by "
@@ -125,9 +135,11 @@ void BackingWatch::watch(const BranchDir& who, BranchIndex b, int dir_fd, const 
     release_locked(shown->second);  // the node shows another directory now
     shown->second = dir;
   }
-  Mark& m = marks_[dir];
-  // A mark waiting to be removed (0 nodes) is still in place: the count keeps it.
-  if (m.nodes++ > 0 || !m.handle.empty()) return;
+  // A mark already there (even one waiting to be removed, at 0 nodes) is kept
+  // by the count.
+  const auto [it, fresh] = marks_.try_emplace(dir);
+  ++it->second.nodes;
+  if (!fresh) return;
   if (const int err = add_mark(dir_fd); err != 0) {
     marks_.erase(dir);
     fs_.counters.watch_unmarked.fetch_add(1, std::memory_order_relaxed);
@@ -139,20 +151,12 @@ void BackingWatch::watch(const BranchDir& who, BranchIndex b, int dir_fd, const 
     }
     return;
   }
+  Mark& m = it->second;
   m.branch = b;
   // Kept to remove the mark by, once no node shows the directory. One under
   // another filesystem mounted inside the branch could not be opened by it: its
   // mark stays until the mount ends.
-  if (b < root_devs_.size() && st.st_dev == root_devs_[b]) {
-    alignas(file_handle) unsigned char h[sizeof(file_handle) + MAX_HANDLE_SZ] = {};
-    auto* fh = reinterpret_cast<file_handle*>(h);
-    fh->handle_bytes = MAX_HANDLE_SZ;
-    int mount_id = 0;
-    if (::name_to_handle_at(dir_fd, "", fh, &mount_id, AT_EMPTY_PATH) == 0) {
-      m.handle.assign(h, h + sizeof(file_handle) + fh->handle_bytes);
-    }
-  }
-  if (m.handle.empty()) m.handle.push_back(0);  // marked, but not removable
+  if (b < root_devs_.size() && st.st_dev == root_devs_[b]) m.handle = file_handle_of(dir_fd);
   fs_.counters.watch_marks.store(marks_.size(), std::memory_order_relaxed);
 }
 
@@ -179,13 +183,11 @@ void BackingWatch::drop_unwatched() {
   for (const Inode& i : unwatched_) {
     auto it = marks_.find(i);
     if (it == marks_.end() || it->second.nodes != 0) continue;  // shown again meanwhile
-    const Mark& m = it->second;
-    if (m.handle.size() >= sizeof(file_handle)) {
+    Mark& m = it->second;
+    if (!m.handle.empty()) {
       // Gone already (deleted): the kernel dropped its mark with the inode.
-      UniqueFd dir(::open_by_handle_at(
-          branch_mount_[m.branch],
-          reinterpret_cast<file_handle*>(const_cast<unsigned char*>(m.handle.data())),
-          O_PATH | O_CLOEXEC));
+      UniqueFd dir(
+          ::open_by_handle_at(branch_mount_[m.branch], as_handle(m.handle), O_PATH | O_CLOEXEC));
       if (dir) {
         ::fanotify_mark(fan_.get(), FAN_MARK_REMOVE, kEvents | FAN_EVENT_ON_CHILD, dir.get(), ".");
       }
@@ -320,8 +322,7 @@ const std::vector<std::string>& BackingWatch::where(const char* fsid, const char
     std::vector<unsigned char> copy(handle_len);
     std::memcpy(copy.data(), handle, handle_len);
     // Gone already (no descriptor): its removal is an event of its parent.
-    UniqueFd dir(::open_by_handle_at(
-        mount->second.get(), reinterpret_cast<file_handle*>(copy.data()), O_PATH | O_CLOEXEC));
+    UniqueFd dir(::open_by_handle_at(mount->second.get(), as_handle(copy), O_PATH | O_CLOEXEC));
     const std::string path = dir ? fd_path(dir.get()) : std::string();
     for (const std::string& root : roots_) {
       if (auto rel = relative_to(path, root)) rels.push_back(std::move(*rel));

@@ -3,8 +3,8 @@
 // backing directories the mount has shown (fanotify, a mark on each, with
 // their entries) and tells the kernel at once when a process other than
 // itself changes something there: another mount over the same directories,
-// cachectl, a user editing the cache by hand. The kernel may then keep names,
-// attributes and absences for an hour rather than ten seconds: a warm build
+// cachectl, a user editing the cache by hand. The kernel may then keep names
+// and attributes for an hour rather than ten seconds: a warm build
 // sends no request for the files it has seen, and still sees a change made
 // behind the mount's back within milliseconds.
 //

@@ -182,8 +182,10 @@ void Filesystem::watch_found(Node* n, std::span<const NodeTable::Found> found) {
   if (watch_ == nullptr) return;
   for (size_t b = 0; b < found.size() && b < branch_count(); ++b) {
     // The directory found, if it is the one the node shows (its descriptor
-    // went into the node's slot).
-    if (!found[b].present || n->dirs[b].ino.load(std::memory_order_relaxed) != found[b].st.st_ino) {
+    // went into the node's slot) and not marked for it yet.
+    const ino_t ino = found[b].st.st_ino;
+    if (!found[b].present || n->dirs[b].ino.load(std::memory_order_relaxed) != ino ||
+        n->dirs[b].marked.load(std::memory_order_acquire) == ino) {
       continue;
     }
     if (FdLease l = n->dirs[b].slot.lease()) {
