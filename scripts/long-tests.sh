@@ -29,7 +29,7 @@ status=0
 # One at a time: the load figures mean more without a neighbour.
 ctest --test-dir "$dir" -V -L 'faults|load|hostile' -j1 --timeout 7200 > "$log" 2>&1 || status=1
 bash scripts/fuzz.sh --seconds "$CACHEFS_FUZZ_SECONDS" >> "$log" 2>&1 || status=1
-grep -E '\[ figures \]|tests passed|tests failed|^stat::number_of_executed_units|^== fuzz|FAILED' "$log" \
+grep -E '\[ figures \]|tests passed|tests failed|^stat::number_of_executed_units|^fuzz_.*inputs run|^== fuzz|FAILED' "$log" \
   | sed -E 's/^[0-9]+: //' || true
 [ "$status" = 0 ] && echo "long-tests: all passed (log: $log)" || echo "long-tests: FAILURES (log: $log)" >&2
 exit $status
