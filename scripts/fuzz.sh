@@ -38,9 +38,9 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 # starting from the corpus the previous ones grew. Under ASan a fuzzing
 # process's RSS climbs with the number of inputs it has run, not with what any
 # one input needs (route_config: from 0.5 GiB, ~1 MB more per 1,000 inputs,
-# past 1 GiB after ~600,000; its corpus replayed 400,000 times without ASan
-# stays at 7 MB), so one long process would trip the RSS limit below on no
-# particular input.
+# past 1 GiB after ~600,000; without ASan, replaying its 2,000-input corpus
+# 200 times stays at 7 MB), so one long process would trip the RSS limit below
+# on no particular input.
 chunk=30
 status=0
 for t in "${targets[@]}"; do
