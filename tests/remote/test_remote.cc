@@ -149,7 +149,16 @@ class Server {
     pid_ = cachefs_test::Spawn(std::move(args), {}, e, e);
     ::close(e);
     ASSERT_GT(pid_, 0);
-    for (int i = 0; i < 200 && !port_open(port_); ++i) std::this_thread::sleep_for(25ms);
+    // Up to 30 s: node (s3rver) reading its modules from a cold page cache on a
+    // loaded machine took more than 5 s once. A server that exits instead (a
+    // port taken meanwhile, say) is reported at once.
+    for (int i = 0; i < 1200 && !port_open(port_); ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        FAIL() << "the server exited before it listened: " << slurp(dir / "server.stderr");
+      }
+      std::this_thread::sleep_for(25ms);
+    }
     ASSERT_TRUE(port_open(port_)) << slurp(dir / "server.stderr");
   }
   pid_t pid_ = -1;
