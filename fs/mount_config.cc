@@ -356,11 +356,11 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   CLI::Option* attr_timeout = timeout("--attr-timeout", out.attr_timeout, "attributes", watched);
   timeout("--negative-timeout", out.negative_timeout, "a name's absence", "default 0");
   bool watch_on = false, watch_off = false;
-  app.add_flag("--watch-backing", watch_on,
+  CLI::Option* watch_on_opt = app.add_flag("--watch-backing", watch_on,
                "watch the backing directories (fanotify) and tell the kernel at once what other "
                "processes change there, so that the timeouts can default to an hour; refuse to "
                "mount if the daemon may not (default: watch whenever it may, which needs root)");
-  app.add_flag("--no-watch-backing", watch_off, "do not watch them");
+  CLI::Option* watch_off_opt = app.add_flag("--no-watch-backing", watch_off, "do not watch them");
   app.add_option("--source", source, "same as a SOURCE argument (mount(8) style)")
       ->multi_option_policy(last);
   app.add_option("--pid-file", pid_file, "write the daemon's pid here once mounted")
@@ -425,13 +425,17 @@ bool parse_mount_args(int argc, const char* const* argv, const GetEnv& getenv, M
   if (out.debug) out.foreground = true;
   out.entry_timeout_given = entry_timeout->count() != 0;
   out.attr_timeout_given = attr_timeout->count() != 0;
-  // The last of the pair wins (-o ones come first: a flag beats them).
-  for (const std::string& a : args) {
-    if (a.starts_with("--watch-backing=") || a.starts_with("--no-watch-backing=")) {
-      throw UsageError::make("{}: takes no value", a.substr(0, a.find('=')));
+  // A bare flag's result is "true"; anything else was given as --flag=VALUE.
+  for (const CLI::Option* o : {watch_on_opt, watch_off_opt}) {
+    for (const std::string& r : o->results()) {
+      if (r != "true") throw UsageError::make("{}: takes no value", o->get_name());
     }
-    if (a == "--watch-backing") out.watch_backing = WatchBacking::kOn;
-    if (a == "--no-watch-backing") out.watch_backing = WatchBacking::kOff;
+  }
+  // The last of the pair wins, in the parser's own order (-o ones come first:
+  // a flag beats them).
+  for (const CLI::Option* o : app.parse_order()) {
+    if (o == watch_on_opt) out.watch_backing = WatchBacking::kOn;
+    if (o == watch_off_opt) out.watch_backing = WatchBacking::kOff;
   }
   if (writeback && no_writeback)
     throw UsageError("--writeback-cache and --no-writeback-cache contradict each other");

@@ -159,6 +159,11 @@ TEST(MountArgs, WatchingTheBackingTreesLengthensTheNameAndAttributeTimeoutsNotGi
   EXPECT_EQ(parse({"/d", "--no-watch-backing", "--watch-backing", "/mnt"}).watch_backing,
             WatchBacking::kOn);
   EXPECT_EQ(parse({"/d", "/mnt", "-o", "no_watch_backing"}).watch_backing, WatchBacking::kOff);
+  // Another option's value that looks like the flag is that option's value.
+  const MountConfig valued =
+      parse({"/d", "--no-watch-backing", "--pid-file", "--watch-backing", "/mnt"});
+  EXPECT_EQ(valued.watch_backing, WatchBacking::kOff);
+  EXPECT_EQ(valued.pid_file, "--watch-backing");
   // An explicit flag beats -o.
   EXPECT_EQ(parse({"/d", "--watch-backing", "/mnt", "-o", "no_watch_backing"}).watch_backing,
             WatchBacking::kOn);
